@@ -1,0 +1,77 @@
+"""Developer tasks: ``nox -s tests``, ``nox -s docs``, ``nox -s lint``, ``nox -s bench``.
+
+Virtual environments are reused between runs; arguments after ``--`` pass through to
+pytest (``tests``, ``browser``), sphinx-build (``docs``) or the benchmark script (``bench``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
+
+nox.needs_version = ">=2025.2.9"
+nox.options.reuse_venv = "yes"
+nox.options.sessions = ["lint", "tests", "docs"]
+
+# pyproject.toml asks for any torch >= 2.4. Sessions pin one release so that every run tests the
+# same thing; 2.13.0 also has a CPU-only wheel, which keeps CI set-up short. Override with e.g.
+# ATTNLENS_TORCH="torch==2.14.1" nox -s tests.
+TORCH = os.environ.get("ATTNLENS_TORCH", "torch==2.13.0")
+
+
+def _install(session: nox.Session, *groups: str, project: bool = True) -> None:
+    session.install("--upgrade", "pip")
+    if project:
+        session.install(TORCH)
+        session.install("-e", ".")
+    for group in groups:
+        session.install(*nox.project.dependency_groups(PYPROJECT, group))
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the test suite (no GPU needed; GPU tests skip without one)."""
+    _install(session, "test")
+    session.run("pytest", "--ignore=tests/browser", *session.posargs)
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the English and Japanese site with -W and print where to open it."""
+    _install(session, "docs")
+    session.run("python", "docs/build.py", "html", *session.posargs)
+
+
+@nox.session
+def i18n(session: nox.Session) -> None:
+    """Extract messages and update the Japanese catalogs (docs/locales/ja/LC_MESSAGES)."""
+    _install(session, "docs")
+    session.run("python", "docs/build.py", "gettext", *session.posargs)
+
+
+@nox.session
+def browser(session: nox.Session) -> None:
+    """Open the built site in headless Chromium (needs ``nox -s docs`` first and /usr/bin/chromium)."""
+    _install(session, "browser", project=False)
+    session.run("pytest", "tests/browser", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff (lint + format check) on everything, mypy on src/."""
+    _install(session, "lint")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+    session.run("mypy")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Print speed and memory ratios measured side by side in one run (CPU, and CUDA if present)."""
+    _install(session)
+    session.run("python", "benchmarks/run.py", *session.posargs)

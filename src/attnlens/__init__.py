@@ -1,0 +1,5 @@
+"""attnlens: open up attention in PyTorch."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
