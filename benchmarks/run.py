@@ -1,0 +1,316 @@
+"""What does it cost to look at attention? Ratios measured side by side in one run.
+
+``nox -s bench`` runs this script; ``python benchmarks/run.py --help`` lists the options.
+It is a report, not a test: it prints a table and exits with status 0.
+
+For each case the variants run interleaved (the order rotates every repetition), after a
+warm-up, and the table gives the median time of each and its ratio to the uncaptured run:
+
+* ``uncaptured``: the model as it is;
+* ``attnlens``: inside ``attnlens.capture_attention(model)`` (weights computed beside the
+  model's own, possibly fused, path);
+* ``stock``: the usual recipe, forward hooks on every attention module that force
+  ``need_weights=True, average_attn_weights=False`` (which turns the encoder layers'
+  fused fast path off and leaves the fused attention kernel).
+
+Cases: a 6-layer ``nn.TransformerEncoder`` (d_model 384, 12 heads, batch 8, post-norm,
+``batch_first``, eval, ``torch.inference_mode()``; feed-forward width 2048, torch's
+default, and 1536 = 4 d_model as in MiniLM) at L 128 in float32 on the CPU,
+and at L 512 and 2048 in bfloat16 on CUDA when there is a GPU; and one
+``nn.MultiheadAttention`` with ``need_weights`` False vs True. On CUDA the peak memory
+of each variant is reported too (it includes the recorded weights).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # run from a checkout too
+
+from attnlens.capture import capture_attention
+
+
+@dataclasses.dataclass
+class Case:
+    """One benchmark: a model, an input and the variants to time."""
+
+    title: str
+    device: torch.device
+    variants: dict[str, Callable[[], Any]]
+    baseline: str
+    reps: int
+    warmup: int
+    check: Callable[[], str] | None = None
+
+
+@contextlib.contextmanager
+def stock_capture(model: nn.Module) -> Iterator[list[torch.Tensor]]:
+    """The usual recipe: hooks forcing ``need_weights=True`` on every attention module."""
+    weights: list[torch.Tensor] = []
+
+    def pre(_module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        return args, {**kwargs, "need_weights": True, "average_attn_weights": False}
+
+    def post(_module: nn.Module, _args: Any, _kwargs: Any, output: Any) -> None:
+        weights.append(output[1])
+
+    handles = []
+    for module in model.modules():
+        if isinstance(module, nn.MultiheadAttention):
+            handles.append(module.register_forward_pre_hook(pre, with_kwargs=True))
+            handles.append(module.register_forward_hook(post, with_kwargs=True))
+    try:
+        yield weights
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def encoder_case(
+    *,
+    device: torch.device,
+    dtype: torch.dtype,
+    length: int,
+    dim_feedforward: int,
+    reps: int,
+    warmup: int,
+) -> Case:
+    torch.manual_seed(0)
+    d_model, heads, layers, batch = 384, 12, 6, 8
+    layer = nn.TransformerEncoderLayer(d_model, heads, dim_feedforward, batch_first=True)
+    model = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+    model = model.to(device=device, dtype=dtype).eval()
+    x = torch.randn(batch, length, d_model, device=device, dtype=dtype)
+
+    def uncaptured() -> Any:
+        with torch.inference_mode():
+            return model(x)
+
+    def attnlens() -> Any:
+        with torch.inference_mode(), capture_attention(model) as cap:
+            out = model(x)
+        return out, cap
+
+    def stock() -> Any:
+        with torch.inference_mode(), stock_capture(model) as weights:
+            out = model(x)
+        return out, weights
+
+    def check() -> str:
+        expected = uncaptured()
+        out, cap = attnlens()
+        stock_out, stock_weights = stock()
+        same = torch.equal(out, expected)
+        diff = max(
+            float((ours.float() - theirs.float()).abs().max())
+            for (_, ours), theirs in zip(cap.calls, stock_weights, strict=True)
+        )
+        stock_diff = float((stock_out.float() - expected.float()).abs().max())
+        return (
+            f"attnlens output identical to uncaptured: {same}; "
+            f"stock output differs by up to {stock_diff:.2g}; "
+            f"max |attnlens - stock weights| = {diff:.2g}"
+        )
+
+    name = {torch.float32: "fp32", torch.bfloat16: "bf16"}.get(dtype, str(dtype))
+    return Case(
+        title=(
+            f"6-layer encoder, d 384, 12 heads, feed-forward {dim_feedforward}, N {batch}, "
+            f"L {length}, {name}, {device.type}"
+        ),
+        device=device,
+        variants={"uncaptured": uncaptured, "attnlens": attnlens, "stock": stock},
+        baseline="uncaptured",
+        reps=reps,
+        warmup=warmup,
+        check=check,
+    )
+
+
+def mha_case(
+    *, device: torch.device, dtype: torch.dtype, length: int, reps: int, warmup: int
+) -> Case:
+    torch.manual_seed(0)
+    mha = nn.MultiheadAttention(384, 12, batch_first=True).to(device=device, dtype=dtype).eval()
+    x = torch.randn(8, length, 384, device=device, dtype=dtype)
+
+    def no_weights() -> Any:
+        with torch.inference_mode():
+            return mha(x, x, x, need_weights=False)
+
+    def per_head_weights() -> Any:
+        with torch.inference_mode():
+            return mha(x, x, x, need_weights=True, average_attn_weights=False)
+
+    def attnlens() -> Any:
+        with torch.inference_mode(), capture_attention(mha):
+            return mha(x, x, x, need_weights=False)
+
+    name = {torch.float32: "fp32", torch.bfloat16: "bf16"}.get(dtype, str(dtype))
+    return Case(
+        title=f"nn.MultiheadAttention, E 384, 12 heads, N 8, L {length}, {name}, {device.type}",
+        device=device,
+        variants={
+            "need_weights=False": no_weights,
+            "attnlens (need_weights=False)": attnlens,
+            "need_weights=True": per_head_weights,
+        },
+        baseline="need_weights=False",
+        reps=reps,
+        warmup=warmup,
+    )
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timings(case: Case) -> dict[str, list[float]]:
+    """Seconds per call of each variant, interleaved, order rotating every repetition."""
+    names = list(case.variants)
+    for _ in range(case.warmup):
+        for name in names:
+            case.variants[name]()
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for rep in range(case.reps):
+        shift = rep % len(names)
+        for name in names[shift:] + names[:shift]:
+            synchronize(case.device)
+            start = time.perf_counter()
+            result = case.variants[name]()
+            synchronize(case.device)
+            times[name].append(time.perf_counter() - start)
+            del result
+    return times
+
+
+def peak_memory(case: Case) -> dict[str, float]:
+    """Peak CUDA memory of each variant, above what was allocated before it, in MiB."""
+    peaks = {}
+    for name, run in case.variants.items():
+        synchronize(case.device)
+        before = torch.cuda.memory_allocated(case.device)
+        torch.cuda.reset_peak_memory_stats(case.device)
+        result = run()
+        synchronize(case.device)
+        peaks[name] = (torch.cuda.max_memory_allocated(case.device) - before) / 2**20
+        del result
+    return peaks
+
+
+def report(case: Case) -> None:
+    print(f"\n{case.title}")
+    if case.check is not None:
+        print(f"  check: {case.check()}")
+    times = timings(case)
+    memory = peak_memory(case) if case.device.type == "cuda" else None
+    base = statistics.median(times[case.baseline])
+    header = f"  {'variant':<31}{'median ms':>11}{'ratio':>8}{'IQR ms':>14}"
+    if memory is not None:
+        header += f"{'peak MiB':>11}"
+    print(header)
+    for name, values in times.items():
+        median = statistics.median(values)
+        q1, _, q3 = statistics.quantiles(values, n=4)
+        line = (
+            f"  {name:<31}{median * 1e3:>11.2f}{median / base:>7.2f}x"
+            f"{f'{q1 * 1e3:.1f}-{q3 * 1e3:.1f}':>14}"
+        )
+        if memory is not None:
+            line += f"{memory[name]:>11.0f}"
+        print(line)
+    print(f"  ({case.reps} interleaved repetitions after {case.warmup} warm-up rounds)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--device",
+        choices=["all", "cpu", "cuda"],
+        default="all",
+        help="where to run: all (default: the CPU, and CUDA if available), cpu or cuda",
+    )
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions, no L 2048")
+    parser.add_argument("--reps", type=int, default=None, help="repetitions per variant")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--dim-feedforward",
+        type=int,
+        action="append",
+        default=None,
+        help="encoder feed-forward width; repeat for several (default: 2048, torch's "
+        "default, and 1536 = 4 * d_model as in MiniLM; --quick: 2048 only)",
+    )
+    args = parser.parse_args(argv)
+    feedforward: list[int] = args.dim_feedforward or ([2048] if args.quick else [2048, 1536])
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+
+    print(f"torch {torch.__version__}, Python {platform.python_version()}, {platform.machine()}")
+    cases: list[Case] = []
+    if args.device in {"all", "cpu"}:
+        reps = args.reps or (10 if args.quick else 40)
+        warmup = 2 if args.quick else 5
+        print(f"CPU: {torch.get_num_threads()} threads")
+        cpu = torch.device("cpu")
+        for ff in feedforward:
+            cases.append(
+                encoder_case(
+                    device=cpu,
+                    dtype=torch.float32,
+                    length=128,
+                    dim_feedforward=ff,
+                    reps=reps,
+                    warmup=warmup,
+                )
+            )
+        cases.append(
+            mha_case(device=cpu, dtype=torch.float32, length=128, reps=reps, warmup=warmup)
+        )
+    if args.device in {"all", "cuda"}:
+        if not torch.cuda.is_available():
+            print("CUDA: not available, CUDA cases skipped")
+        else:
+            cuda = torch.device("cuda")
+            print(f"CUDA: {torch.cuda.get_device_name(cuda)}")
+            reps = args.reps or (20 if args.quick else 100)
+            warmup = 5 if args.quick else 10
+            lengths = [512] if args.quick else [512, 2048]
+            for length in lengths:
+                for ff in feedforward:
+                    cases.append(
+                        encoder_case(
+                            device=cuda,
+                            dtype=torch.bfloat16,
+                            length=length,
+                            dim_feedforward=ff,
+                            reps=reps,
+                            warmup=warmup,
+                        )
+                    )
+            for length in lengths:
+                cases.append(
+                    mha_case(
+                        device=cuda, dtype=torch.bfloat16, length=length, reps=reps, warmup=warmup
+                    )
+                )
+    for case in cases:
+        report(case)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
