@@ -58,7 +58,8 @@ def i18n(session: nox.Session) -> None:
 def browser(session: nox.Session) -> None:
     """Open the built site in headless Chromium (needs ``nox -s docs`` first and /usr/bin/chromium)."""
     _install(session, "browser", project=False)
-    session.run("pytest", "tests/browser", *session.posargs)
+    # --confcutdir: tests/conftest.py (torch, hypothesis) is not needed and not installed here
+    session.run("pytest", "--confcutdir=tests/browser", "tests/browser", *session.posargs)
 
 
 @nox.session

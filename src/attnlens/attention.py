@@ -42,7 +42,7 @@ __all__ = [
 ]
 
 
-def scaled_dot_product_attention(  # noqa: PLR0917 (torch's signature)
+def scaled_dot_product_attention(
     query: torch.Tensor,
     key: torch.Tensor,
     value: torch.Tensor,

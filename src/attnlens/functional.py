@@ -40,7 +40,7 @@ from attnlens.projections import InProjection, merge_heads, split_heads, split_p
 __all__ = ["multi_head_attention_forward"]
 
 
-def multi_head_attention_forward(  # noqa: PLR0917 (torch's signature)
+def multi_head_attention_forward(
     query: torch.Tensor,
     key: torch.Tensor,
     value: torch.Tensor,

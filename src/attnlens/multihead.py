@@ -114,7 +114,7 @@ class MultiheadAttention(nn.Module):
     bias_v: nn.Parameter | None
     out_proj: NonDynamicallyQuantizableLinear
 
-    def __init__(  # noqa: PLR0917 (torch's signature)
+    def __init__(
         self,
         embed_dim: int,
         num_heads: int,
@@ -198,7 +198,7 @@ class MultiheadAttention(nn.Module):
         if self.bias_v is not None:
             nn.init.xavier_normal_(self.bias_v)
 
-    def forward(  # noqa: PLR0917 (torch's signature)
+    def forward(
         self,
         query: torch.Tensor,
         key: torch.Tensor,
