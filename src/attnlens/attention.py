@@ -57,8 +57,8 @@ def scaled_dot_product_attention(
 
     1. scores  = Q Kᵀ · scale, with scale = 1/√E unless given;
     2. mask    : a bool mask keeps the positions where it is True (the others get
-       -inf), a float mask is added to the scores; ``is_causal`` uses a lower-
-       triangular bool mask;
+       -inf), a float mask is added to the scores; ``is_causal`` uses a
+       lower-triangular bool mask;
     3. weights = softmax(scores) over the key axis S;
     4. dropout on the weights (when ``dropout_p > 0``);
     5. output  = weights @ V.

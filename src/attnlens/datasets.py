@@ -11,7 +11,7 @@ Japanese, already split into tokens::
 The label is the polarity of the sentiment word, flipped by negation: a model has
 to read both the sentiment word and the negation to classify a sentence, while
 the intensifier (very, とても, ...) and the rest are distractors. Labels are balanced
-and negation is drawn independently of the label (30 % of sentences by default), so
+and negation is drawn independently of the label (three sentences in ten by default), so
 the negation alone says nothing about the label and the sentiment word alone is right
 only for the sentences that are not negated.
 
@@ -46,8 +46,11 @@ __all__ = [
     "sentiment_vocab",
 ]
 
+#: Padding token, id 0 in every `Vocab`.
 PAD = "[PAD]"
+#: Classification token, id 1, prepended to every sentence by the classifier.
 CLS = "[CLS]"
+#: Unknown token, id 2: what `Vocab.encode` gives a token outside the vocabulary.
 UNK = "[UNK]"
 
 Language = Literal["en", "ja"]
@@ -387,15 +390,16 @@ def make_sentiment_dataset(
     Parameters
     ----------
     n : int, default 2000
-        Number of sentences (at most a few thousand per language: sentences are
-        unique, and the templates allow about 35 000 in each language).
+        Number of sentences. No sentence is repeated, and the templates yield
+        about 35 000 distinct sentences per language, so keep ``n`` to a few
+        thousand per language.
     language : {"en", "ja", "both"}, default "both"
         With ``"both"``, the sentences alternate English, Japanese.
     seed : int or torch.Generator, default 0
         Seed; the same seed gives the same data set.
     negation_rate : float, default 0.3
         Probability that a sentence is negated (independent of the label). At 0.3
-        the sentiment word alone gives the label 70 % of the time; to do better a
+        the sentiment word alone gives the label for seven sentences in ten; to do better a
         model has to read the negation. At 0.5 the sentiment word alone says
         nothing (a pure XOR), which small models learn much more slowly.
     intensifier_rate : float, default 0.5
@@ -598,7 +602,7 @@ def sentiment_vocab(language: Literal["en", "ja", "both"] = "both") -> Vocab:
     Parameters
     ----------
     language : {"en", "ja", "both"}, default "both"
-        Which half of the lexicon to include.
+        Include the English tokens, the Japanese tokens or both.
 
     Returns
     -------
