@@ -241,6 +241,8 @@ for name, tensor in scratch.state_dict().items():
 #   :math:`W^O` reproduces the module's output to within :math:`10^{-6}` in float32.
 # - The per-head matrices side by side are the packed matrix, so one multiplication computes all
 #   the heads' queries, keys and values; a shared first projection would fold into the per-head
-#   ones; and :math:`W^O` is a sum of per-head contributions.
+#   ones; and the output projection is a sum over the heads,
+#   :math:`\mathrm{Concat}(\mathrm{head}_1, \dots, \mathrm{head}_H) W^O
+#   = \sum_i \mathrm{head}_i W_i^O`.
 # - :class:`attnlens.PaperMultiheadAttention` holds the paper's matrices by name and converts
 #   to and from ``nn.MultiheadAttention`` without changing a bit.

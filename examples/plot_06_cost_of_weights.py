@@ -7,7 +7,7 @@ To return them it has to compute the full :math:`(N, H, L, S)` softmax explicitl
 in memory. With ``need_weights=False`` it is free to call PyTorch's fused
 ``scaled_dot_product_attention``, which produces the same output without handing the weights
 back. This example checks that the output is the same, counts the memory the weights take, and
-times the two calls on the CPU for a few sequence lengths.
+times the calls with and without weights on the CPU for a few sequence lengths.
 """
 
 # %%
@@ -58,8 +58,8 @@ assert weight_bytes(1, H, 128) == 256 * 2**10
 assert weight_bytes(1, H, 4096) == 256 * 2**20
 
 # %%
-# Timing the two calls
-# --------------------
+# Timing the calls
+# ----------------
 #
 # We time three calls at :math:`L = 64, 256, 1024` with ``torch.utils.benchmark``, which
 # repeats each call until it has a stable estimate: without weights, with weights averaged over
