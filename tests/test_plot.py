@@ -103,7 +103,9 @@ def test_plot_attention_errors() -> None:
         plot_attention(_weights(7, 7), EN[:6])
     with pytest.raises(ValueError, match=r"key_tokens: expected 5 tokens .*got 7"):
         plot_attention(_weights(3, 5), EN[:3], EN)
-    with pytest.raises(ValueError, match="key_tokens: required when weights is not square"):
+    with pytest.raises(
+        ValueError, match=r"key_tokens: required when L != S, the weights have \(L, S\) = \(3, 5\)"
+    ):
         plot_attention(_weights(3, 5), EN[:3])
     with pytest.raises(TypeError, match="query_tokens: expected a sequence of str, got str"):
         plot_attention(_weights(3, 3), "abc")

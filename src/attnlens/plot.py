@@ -98,6 +98,28 @@ def _check_tokens(tokens: Sequence[str] | None, expected: int, name: str, what: 
     return [_label(token) for token in tokens]
 
 
+def _token_labels(
+    query_tokens: Sequence[str] | None,
+    key_tokens: Sequence[str] | None,
+    rows: int,
+    cols: int,
+    query_name: str,
+) -> tuple[list[str], list[str]]:
+    """Row (query) and column (key) labels of maps of shape (L, S) = (rows, cols).
+
+    ``key_tokens`` default to the query tokens, which needs L == S.
+    """
+    row_labels = _check_tokens(query_tokens, rows, query_name, f"L = {rows}")
+    if key_tokens is None and query_tokens is not None:
+        if rows != cols:
+            raise ValueError(
+                f"key_tokens: required when L != S, the weights have (L, S) = ({rows}, {cols})"
+            )
+        key_tokens = query_tokens
+    col_labels = _check_tokens(key_tokens, cols, "key_tokens", f"S = {cols}")
+    return row_labels, col_labels
+
+
 def _label(token: object) -> str:
     """A token as a tick label: ``$`` escaped so that no token is parsed as mathtext."""
     return str(token).replace("$", r"\$")
@@ -299,15 +321,7 @@ def plot_attention(
     array = _to_numpy(weights, "weights")
     _check_rank(array, 2, "(L, S)", "weights", "; for (H, L, S) use plot_heads")
     rows, cols = array.shape
-    row_labels = _check_tokens(query_tokens, rows, "query_tokens", f"L = weights.shape[0] = {rows}")
-    if key_tokens is None and query_tokens is not None:
-        if rows != cols:
-            raise ValueError(
-                f"key_tokens: required when weights is not square, weights has shape "
-                f"(L, S) = ({rows}, {cols})"
-            )
-        key_tokens = query_tokens
-    col_labels = _check_tokens(key_tokens, cols, "key_tokens", f"S = weights.shape[1] = {cols}")
+    row_labels, col_labels = _token_labels(query_tokens, key_tokens, rows, cols, "query_tokens")
     with cjk_font_context() as families:
         if ax is None:
             left, bottom = _margins(row_labels, col_labels, _rotation(col_labels, xrotation))
@@ -425,15 +439,7 @@ def plot_heads(
     array = _to_numpy(weights, "weights")
     array = _select_batch(array, batch_index, 3, "(H, L, S)", "weights")
     heads, rows, cols = array.shape
-    row_labels = _check_tokens(tokens, rows, "tokens", f"L = weights.shape[-2] = {rows}")
-    if key_tokens is None and tokens is not None:
-        if rows != cols:
-            raise ValueError(
-                f"key_tokens: required when L != S, weights has shape (H, L, S) = "
-                f"({heads}, {rows}, {cols})"
-            )
-        key_tokens = tokens
-    col_labels = _check_tokens(key_tokens, cols, "key_tokens", f"S = weights.shape[-1] = {cols}")
+    row_labels, col_labels = _token_labels(tokens, key_tokens, rows, cols, "tokens")
     titles = _default_head_labels(heads, head_labels, "head_labels")
     nrows, ncols = _grid(heads, ncols)
     norm = Normalize(vmin=vmin, vmax=_vmax(array, vmax))
@@ -599,15 +605,7 @@ def plot_layers(
     """
     stacked = _stack_layers(weights_per_layer, batch_index)  # (n_layers, H, L, S)
     layers, heads, rows, cols = stacked.shape
-    row_labels = _check_tokens(tokens, rows, "tokens", f"L = {rows}")
-    if key_tokens is None and tokens is not None:
-        if rows != cols:
-            raise ValueError(
-                f"key_tokens: required when L != S, layers have shape (H, L, S) = "
-                f"({heads}, {rows}, {cols})"
-            )
-        key_tokens = tokens
-    col_labels = _check_tokens(key_tokens, cols, "key_tokens", f"S = {cols}")
+    row_labels, col_labels = _token_labels(tokens, key_tokens, rows, cols, "tokens")
     layer_names = _default_layer_labels(layers, layer_labels)
     head_names = _default_head_labels(heads, head_labels, "head_labels")
     rotation = _rotation(col_labels, xrotation)
