@@ -137,7 +137,16 @@ def _wrapped(function: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _wants_weights(module: nn.Module, kwargs: dict[str, Any]) -> bool:
+    """Whether the model asked for attention weights (``output_attentions=True``)."""
     if "output_attentions" in kwargs:
         return bool(kwargs["output_attentions"])
+    # Models that take output_attentions themselves (GPT-2) tell through Hugging Face's
+    # per-context collector of outputs, which holds an "attentions" list when asked.
+    capturing = sys.modules.get("transformers.utils.output_capturing")
+    collector = getattr(capturing, "_active_collector", None)
+    if collector is not None:
+        outputs = collector.get()
+        if isinstance(outputs, dict):
+            return "attentions" in outputs or "cross_attentions" in outputs
     config = getattr(module, "config", None)
     return bool(getattr(config, "output_attentions", False))
