@@ -23,20 +23,36 @@ nox.options.sessions = ["lint", "tests", "docs"]
 # ATTNLENS_TORCH="torch==2.14.1" nox -s tests.
 TORCH = os.environ.get("ATTNLENS_TORCH", "torch==2.13.0")
 
+# timm imports torchvision, and torchvision's only wheel for torch 2.13 on PyPI is a CUDA build
+# that fails to import with the CPU torch above (and then breaks transformers' imports too).
+# The test suite therefore also runs on a second build: torch 2.14.1's CUDA wheel (it runs on a
+# CPU as well) with the torchvision built for it, and timm.
+TORCH_WITH_VISION = ["torch==2.14.1", "torchvision==0.29.*"]
 
-def _install(session: nox.Session, *groups: str, project: bool = True) -> None:
+
+def _install(
+    session: nox.Session, *groups: str, project: bool = True, torch: list[str] | None = None
+) -> None:
     session.install("--upgrade", "pip")
     if project:
-        session.install(TORCH)
+        session.install(*(torch or [TORCH]))
         session.install("-e", ".")
     for group in groups:
         session.install(*nox.project.dependency_groups(PYPROJECT, group))
 
 
 @nox.session
-def tests(session: nox.Session) -> None:
-    """Run the test suite (no GPU needed; GPU tests skip without one)."""
-    _install(session, "test")
+@nox.parametrize("build", ["pinned", "vision"])
+def tests(session: nox.Session, build: str) -> None:
+    """Run the test suite (no GPU needed; GPU tests skip without one).
+
+    Twice: on the pinned torch ("pinned", timm's tests skip), and on torch's CUDA wheel with
+    torchvision and timm ("vision"). ``nox -s "tests(build='pinned')"`` runs one.
+    """
+    if build == "vision":
+        _install(session, "test", "vision", torch=TORCH_WITH_VISION)
+    else:
+        _install(session, "test")
     session.run("pytest", "--ignore=tests/browser", *session.posargs)
 
 
@@ -74,5 +90,5 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Print speed and memory ratios measured side by side in one run (CPU, and CUDA if present)."""
-    _install(session)
+    _install(session, "bench")
     session.run("python", "benchmarks/run.py", *session.posargs)

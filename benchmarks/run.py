@@ -13,7 +13,10 @@ warm-up, and the table gives the median time of each and its ratio to the uncapt
   ``need_weights=True, average_attn_weights=False`` (which turns the encoder layers'
   fused fast path off and leaves the fused attention kernel).
 
-Cases: a 6-layer ``nn.TransformerEncoder`` (d_model 384, 12 heads, batch 8, post-norm,
+Cases: a Hugging Face ``BertModel`` of MiniLM's size (6 layers, d 384, 12 heads, N 8, L 128,
+fp32, CPU; L 512 in bf16 on CUDA) in its default sdpa mode, against the peer recipe (the same
+weights in ``attn_implementation="eager"`` with ``output_attentions=True``); a 6-layer
+``nn.TransformerEncoder`` (d_model 384, 12 heads, batch 8, post-norm,
 ``batch_first``, eval, ``torch.inference_mode()``; feed-forward width 2048, torch's
 default, and 1536 = 4 d_model as in MiniLM) at L 128 in float32 on the CPU,
 and at L 512 and 2048 in bfloat16 on CUDA when there is a GPU; and one
@@ -173,6 +176,83 @@ def mha_case(
     )
 
 
+def hf_bert_case(
+    *, device: torch.device, dtype: torch.dtype, length: int, reps: int, warmup: int
+) -> Case | None:
+    """A BERT-sized Hugging Face model in its default sdpa mode (no download)."""
+    try:
+        import transformers
+    except ImportError:
+        print("transformers is not installed: Hugging Face cases skipped")
+        return None
+    import copy
+
+    config = transformers.BertConfig(
+        vocab_size=30522,
+        hidden_size=384,
+        num_hidden_layers=6,
+        num_attention_heads=12,
+        intermediate_size=1536,
+    )
+    torch.manual_seed(0)
+    sdpa = transformers.BertModel._from_config(copy.deepcopy(config), attn_implementation="sdpa")
+    eager = transformers.BertModel._from_config(copy.deepcopy(config), attn_implementation="eager")
+    eager.load_state_dict(sdpa.state_dict())
+    sdpa = sdpa.to(device=device, dtype=dtype).eval()
+    eager = eager.to(device=device, dtype=dtype).eval()
+    ids = torch.randint(0, config.vocab_size, (8, length), device=device)
+    real = torch.ones(8, length, dtype=torch.long, device=device)
+    real[1, length // 2 :] = 0  # one padded sequence: the masks are real
+
+    def uncaptured() -> Any:
+        with torch.inference_mode():
+            return sdpa(ids, attention_mask=real).last_hidden_state
+
+    def attnlens() -> Any:
+        with torch.inference_mode(), capture_attention(sdpa) as cap:
+            out = sdpa(ids, attention_mask=real).last_hidden_state
+        return out, cap
+
+    def eager_recipe() -> Any:
+        with torch.inference_mode():
+            out = eager(ids, attention_mask=real, output_attentions=True)
+        return out.last_hidden_state, out.attentions
+
+    def check() -> str:
+        expected = uncaptured()
+        out, cap = attnlens()
+        eager_out, attentions = eager_recipe()
+        rows = real.bool()  # (N, L): non-padding query rows
+        diff = max(
+            float((ours - theirs).transpose(1, 2)[rows].float().abs().max())
+            for (_, ours), theirs in zip(cap.calls, attentions, strict=True)
+        )
+        eager_diff = float((eager_out.float() - expected.float()).abs().max())
+        return (
+            f"attnlens output identical to uncaptured: {torch.equal(out, expected)}; "
+            f"eager output differs by up to {eager_diff:.2g}; "
+            f"max |attnlens - eager weights| on non-padding rows = {diff:.2g}"
+        )
+
+    name = {torch.float32: "fp32", torch.bfloat16: "bf16"}.get(dtype, str(dtype))
+    return Case(
+        title=(
+            f"Hugging Face BertModel (sdpa), 6 layers, d 384, 12 heads, N 8, L {length}, "
+            f"{name}, {device.type}"
+        ),
+        device=device,
+        variants={
+            "uncaptured (sdpa)": uncaptured,
+            "attnlens (sdpa)": attnlens,
+            "eager + output_attentions": eager_recipe,
+        },
+        baseline="uncaptured (sdpa)",
+        reps=reps,
+        warmup=warmup,
+        check=check,
+    )
+
+
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -280,6 +360,9 @@ def main(argv: list[str] | None = None) -> int:
         cases.append(
             mha_case(device=cpu, dtype=torch.float32, length=128, reps=reps, warmup=warmup)
         )
+        hf = hf_bert_case(device=cpu, dtype=torch.float32, length=128, reps=reps, warmup=warmup)
+        if hf is not None:
+            cases.append(hf)
     if args.device in {"all", "cuda"}:
         if not torch.cuda.is_available():
             print("CUDA: not available, CUDA cases skipped")
@@ -307,6 +390,11 @@ def main(argv: list[str] | None = None) -> int:
                         device=cuda, dtype=torch.bfloat16, length=length, reps=reps, warmup=warmup
                     )
                 )
+            hf = hf_bert_case(
+                device=cuda, dtype=torch.bfloat16, length=512, reps=reps, warmup=warmup
+            )
+            if hf is not None:
+                cases.append(hf)
     for case in cases:
         report(case)
     return 0

@@ -46,6 +46,7 @@ def sdpa_calls(draw: st.DrawFn) -> dict[str, Any]:
         "scale": draw(st.sampled_from([None, 0.3, 2.0])),
         "fully_masked_row": draw(st.booleans()),
         "dtype": draw(st.sampled_from([torch.float32, torch.float64])),
+        "requires_grad": draw(st.booleans()),  # out-of-place path for autograd
         "seed": draw(st.integers(0, 2**16)),
     }
 
@@ -53,7 +54,7 @@ def sdpa_calls(draw: st.DrawFn) -> dict[str, Any]:
 def build(c: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
     torch.manual_seed(c["seed"])
     dtype, lead = c["dtype"], c["lead"]
-    q = torch.randn(*lead, c["heads"], c["L"], c["E"], dtype=dtype)
+    q = torch.randn(*lead, c["heads"], c["L"], c["E"], dtype=dtype, requires_grad=c["requires_grad"])
     k = torch.randn(*lead, c["kv_heads"], c["S"], c["E"], dtype=dtype)
     v = torch.randn(*lead, c["kv_heads"], c["S"], c["Ev"], dtype=dtype)
     kwargs: dict[str, Any] = {"scale": c["scale"]}
@@ -85,7 +86,8 @@ def test_weights_times_values_is_sdpas_output(c: dict[str, Any]) -> None:
     assert weights.dtype == c["dtype"]
     values = v.repeat_interleave(c["heads"] // c["kv_heads"], dim=-3) if c["gqa"] else v
     torch.testing.assert_close(weights @ values, expected, **TOL[c["dtype"]])
-    sums = weights.sum(-1)
+    assert weights.requires_grad == c["requires_grad"]
+    sums = weights.detach().sum(-1)
     assert bool(((sums - 1).abs() < 1e-5).logical_or(sums == 0).all())
 
 

@@ -26,6 +26,7 @@ _EXPORTS: dict[str, str] = {
     "PaperMultiheadAttention": "paper",
     "capture_attention": "capture",
     "AttentionCapture": "capture",
+    "sdpa_weights": "capture_sdpa",
     "attention_rollout": "rollout",
     "plot_attention": "plot",
     "plot_heads": "plot",
@@ -51,6 +52,7 @@ __all__ = [
     "plot_heads",
     "plot_layers",
     "scaled_dot_product_attention",
+    "sdpa_weights",
     "split_heads",
     "split_in_proj",
     "use_cjk_font",
@@ -74,6 +76,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from attnlens.attention import scaled_dot_product_attention
     from attnlens.capture import AttentionCapture, capture_attention
+    from attnlens.capture_sdpa import sdpa_weights
     from attnlens.fonts import use_cjk_font
     from attnlens.functional import multi_head_attention_forward
     from attnlens.headview import HeadView, head_view_html

@@ -112,6 +112,10 @@ def _get_interface(self: Any, attn_implementation: str | None, default: Callable
 
 @functools.lru_cache(maxsize=64)
 def _wrapped(function: Callable[..., Any]) -> Callable[..., Any]:
+    # Hugging Face's sdpa function reads output_attentions only to log that it returns no
+    # weights; under the capture it does return them, so it is not told.
+    quiet = getattr(function, "__module__", "") == "transformers.integrations.sdpa_attention"
+
     @functools.wraps(function)
     def attention(module: nn.Module, *args: Any, **kwargs: Any) -> Any:
         hooks = _HOOKS
@@ -120,7 +124,11 @@ def _wrapped(function: Callable[..., Any]) -> Callable[..., Any]:
         on_weights, open_frame, close_frame = hooks
         frame = open_frame()
         try:
-            result = function(module, *args, **kwargs)
+            if quiet and "output_attentions" in kwargs:
+                passed = {k: v for k, v in kwargs.items() if k != "output_attentions"}
+                result = function(module, *args, **passed)
+            else:
+                result = function(module, *args, **kwargs)
         finally:
             close_frame()
         if not (isinstance(result, tuple) and len(result) == 2):
