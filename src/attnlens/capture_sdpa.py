@@ -160,23 +160,26 @@ def sdpa_weights(
     factor = 1.0 / math.sqrt(query.size(-1)) if scale is None else scale
     if is_causal:
         attn_mask = causal_mask(query.size(-2), key.size(-2), device=query.device)  # (L, S)
-    scores = torch.matmul(query, key.transpose(-2, -1))  # (..., H, L, S)
     if torch.is_grad_enabled() and (query.requires_grad or key.requires_grad):
-        scores = scores * factor
+        scores = torch.matmul(query, key.transpose(-2, -1)) * factor  # (..., H, L, S)
         if attn_mask is not None:
             scores = apply_mask(scores, attn_mask)  # (..., H, L, S)
         return softmax_zero_masked_rows(scores).to(dtype)  # (..., H, L, S)
-    # Outside autograd: every step in place on the one (..., H, L, S) buffer.
-    scores.mul_(factor)
-    if attn_mask is None:
-        return torch.softmax(scores, dim=-1, out=scores).to(dtype)
+    # Outside autograd: scale the small query instead of the (..., H, L, S) scores, then
+    # every step in place on that one buffer.
+    scores = torch.matmul(query * factor, key.transpose(-2, -1))  # (..., H, L, S)
+    if attn_mask is not None:
+        shape = torch.broadcast_shapes(scores.shape, attn_mask.shape)
+        if shape != scores.shape:  # a mask with more leading dimensions: grow the buffer
+            scores = scores.expand(shape).clone()  # (..., H, L, S)
+        return torch._softmax(scores, -1, False, out=scores).to(dtype)
     if attn_mask.dtype == torch.bool:
         scores.masked_fill_(~attn_mask, float("-inf"))
         fully_masked = ~attn_mask.any(dim=-1, keepdim=True)  # (..., L, 1), on the small mask
     else:
         scores.add_(attn_mask)
         fully_masked = torch.isneginf(attn_mask).all(dim=-1, keepdim=True)  # (..., L, 1)
-    weights = torch.softmax(scores, dim=-1, out=scores)  # (..., H, L, S)
+    weights = torch._softmax(scores, -1, False, out=scores)  # (..., H, L, S)
     if bool(fully_masked.any()):
         weights.masked_fill_(fully_masked, 0.0)  # SDPA's output for such a row is zero
     return weights.to(dtype)
