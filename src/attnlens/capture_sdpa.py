@@ -172,6 +172,7 @@ def sdpa_weights(
         shape = torch.broadcast_shapes(scores.shape, attn_mask.shape)
         if shape != scores.shape:  # a mask with more leading dimensions: grow the buffer
             scores = scores.expand(shape).clone()  # (..., H, L, S)
+    if attn_mask is None:
         return torch._softmax(scores, -1, False, out=scores).to(dtype)
     if attn_mask.dtype == torch.bool:
         scores.masked_fill_(~attn_mask, float("-inf"))
