@@ -17,6 +17,11 @@ for every option, but is written as a sequence of small, named steps:
 
 Shapes: N batch, L target (query) length, S source (key) length, E embed_dim,
 H num_heads, D = E/H head dim.
+
+It is a drop-in for torch's function: it accepts what torch accepts (shapes, mixed
+dtypes, an ``attn_mask`` that ``is_causal`` makes torch ignore), its errors are
+instances of the classes torch raises (see :mod:`attnlens._checks`), and TorchScript
+compiles torch's function in its place (see the function's Notes).
 """
 
 from __future__ import annotations
@@ -92,10 +97,13 @@ def multi_head_attention_forward(
     in_proj_weight : torch.Tensor or None
         Packed [W_Q; W_K; W_V], shape (3E, E). Ignored when ``use_separate_proj_weight``.
     in_proj_bias : torch.Tensor or None
-        Packed [b_Q; b_K; b_V], shape (3E,), in both layouts.
+        Packed [b_Q; b_K; b_V], shape (3E,), in both layouts. It may have another
+        float dtype than the query (see Notes).
     bias_k, bias_v : torch.Tensor or None
-        Shape (1, 1, E) each, both or neither (``add_bias_kv``): a learned key and
-        value appended to every sequence as one more source position.
+        Shape (1, 1, E), (1, E) or (E,) each, both or neither (``add_bias_kv``): a
+        learned key and value appended to every sequence as one more source position.
+        (K, 1, E) appends K of them, as in torch, when no mask is given. The dtype is
+        the query's or one that promotes to it, such as float16 for a float32 query.
     add_zero_attn : bool
         Append a key and a value of zeros (after the head split) as one more source
         position.
@@ -117,7 +125,8 @@ def multi_head_attention_forward(
     attn_mask : torch.Tensor, optional
         Shape (L, S), the same for every batch element and head, or (N*H, L, S),
         batch-major (index ``n*H + h``); (H, L, S) for unbatched input. **bool: True
-        = masked out.** Float: added to the scores.
+        = masked out.** Float: added to the scores. Ignored, as in torch, when the
+        ``is_causal`` hint is used (see Notes).
     use_separate_proj_weight : bool, default False
         Use ``q_proj_weight`` (E, E), ``k_proj_weight`` (E, kdim) and
         ``v_proj_weight`` (E, vdim) instead of ``in_proj_weight``.
@@ -147,15 +156,16 @@ def multi_head_attention_forward(
     Raises
     ------
     TypeError
-        If a tensor argument is not a tensor, the inputs are not floating point, the
-        dtypes of inputs and parameters differ, or a mask is neither bool nor of the
-        query's dtype.
+        If a tensor argument is not a tensor, the inputs are not floating point, a
+        dtype does not fit where torch refuses it (see Notes), or a mask is neither
+        bool nor floating point. Also an ``AssertionError`` and a ``RuntimeError``.
     ValueError
         If a shape does not fit (the message names the argument, the expected shape
         and the given one), E is not divisible by H, ``num_heads <= 0``,
         ``dropout_p`` is outside [0, 1], only one of ``bias_k``/``bias_v`` is given,
         ``bias_k`` is combined with ``static_k``, ``is_causal`` comes without
-        ``attn_mask``, or a tensor is not on the query's device.
+        ``attn_mask``, or a tensor is not on the query's device. Also an
+        ``AssertionError`` and a ``RuntimeError``.
 
     Notes
     -----
@@ -174,10 +184,34 @@ def multi_head_attention_forward(
 
     **is_causal** is a hint, and torch uses it only on the SDPA path: with
     ``need_weights=False`` and no ``key_padding_mask``, ``attn_mask`` is *ignored*
-    and SDPA's causal mask (``ones(L, S').tril()``, including any bias/zero column)
-    is used; otherwise ``attn_mask`` is used and the hint is ignored. An
-    ``attn_mask`` that is not causal therefore gives different results on the two
-    paths, in torch and here.
+    (its shape and dtype too; only its number of dimensions, and for unbatched input
+    the shape of a 3-D mask, are checked) and SDPA's causal mask
+    (``ones(L, S').tril()``, including any bias/zero column) is used; otherwise
+    ``attn_mask`` is used and the hint is ignored. An ``attn_mask`` that is not
+    causal therefore gives different results on the two paths, in torch and here.
+
+    **Dtypes.** As in torch (2.13, CPU), query, key, value, the projection weights,
+    ``out_proj_bias`` and ``static_k``/``static_v`` share one dtype, and so does the
+    result. A bool mask becomes a float mask of the query's dtype; two float masks are
+    added, which promotes their dtypes; the merged mask must have the query's dtype, or
+    float32 with ``need_weights=False`` (torch's SDPA takes float32 masks for every
+    query). ``bias_k``/``bias_v`` may have a dtype that promotes to the query's. An
+    ``in_proj_bias`` of another float dtype is added to the projections and the sum is
+    cast to the query's dtype; torch does the same only for non-contiguous inputs (a
+    ``batch_first`` module's, for example) and refuses contiguous ones, which we accept
+    with the same result.
+
+    **Errors.** Every error is a ``ValueError`` or a ``TypeError``, as its message
+    says, and *also* an ``AssertionError`` and a ``RuntimeError``: torch raises these
+    two for the same mistakes (from its checks and from its kernels), so code that
+    catches them around torch's function still catches ours. Two deliberate
+    differences: a negative ``dropout_p`` is refused (torch ignores it), and a
+    non-tensor argument raises a ``TypeError`` (torch fails with an ``AttributeError``).
+
+    **TorchScript.** TorchScript cannot compile this Python. ``torch.jit.script``,
+    called on this function or meeting it inside a module it compiles (after
+    ``torch.nn.functional.multi_head_attention_forward`` has been replaced by it, for
+    example), compiles torch's own function instead, which computes the same.
 
     **Dropout.** In training the weights are dropped out (zeroed with probability
     ``dropout_p``, the rest scaled by 1/(1 - p)) before they multiply v, and the

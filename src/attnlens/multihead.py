@@ -95,8 +95,17 @@ class MultiheadAttention(nn.Module):
       :func:`torch.nn.functional.multi_head_attention_forward`.
     * Bad input raises a ``ValueError``/``TypeError`` naming the argument and the
       expected and given shapes in the layout the caller used (``batch_first``
-      included), and a bool and a float mask may be mixed without a warning.
+      included), and a bool and a float mask may be mixed without a warning. Each
+      error is also an ``AssertionError`` and a ``RuntimeError``, the classes torch
+      raises, so code that catches torch's errors catches these too.
     * Nested tensors are not supported.
+
+    **TorchScript.** ``torch.jit.script`` works, on this module and on a model that
+    contains it. TorchScript cannot compile attnlens's Python, so the scripted
+    :meth:`forward` calls torch's
+    :func:`~torch.nn.functional.multi_head_attention_forward` with this module's
+    parameters (the same tensors), which computes the same; the scripted module
+    then has torch's error messages.
 
     Examples
     --------
@@ -258,6 +267,7 @@ class MultiheadAttention(nn.Module):
         TypeError, ValueError
             For bad input, naming the argument, the expected and the given shape
             or dtype; see :func:`attnlens.functional.multi_head_attention_forward`.
+            Also an ``AssertionError`` and a ``RuntimeError``, as torch raises.
         """
         if torch._jit_internal.is_scripting():  # TorchScript compiles this branch only
             return self._torch_forward(

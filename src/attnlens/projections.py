@@ -81,7 +81,8 @@ def split_in_proj(mha: nn.Module) -> InProjection:
     Raises
     ------
     TypeError
-        If ``mha`` is not one of the two module classes.
+        If ``mha`` is not a module with the parameters of
+        :class:`torch.nn.MultiheadAttention` (torch's class, attnlens's, or a subclass).
 
     Notes
     -----
