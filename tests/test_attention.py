@@ -178,6 +178,20 @@ def test_causal_is_top_left_tril(length: int, source_length: int) -> None:
     torch.testing.assert_close(output, scaled_dot_product_attention(q, k, v, attn_mask=tril)[0])
 
 
+@pytest.mark.parametrize("query_dtype", [torch.float64, torch.bfloat16])
+def test_float32_mask_for_any_query_dtype_like_torch(query_dtype: torch.dtype) -> None:
+    """torch's SDPA takes a float32 mask whatever the query's dtype; so do we."""
+    gen = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 4, generator=gen).to(query_dtype) for _ in range(3))
+    mask = torch.randn(3, 3, generator=gen)  # float32
+    output, weights = scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    expected = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    assert output.dtype == weights.dtype == expected.dtype == query_dtype
+    # bfloat16: torch's CPU kernel computes in float32 inside, we round at every step.
+    tol = 1e-10 if query_dtype == torch.float64 else 1e-2
+    torch.testing.assert_close(output, expected, rtol=tol, atol=tol)
+
+
 def test_dropout_is_applied_to_returned_weights(torch_seed: int) -> None:
     """Dropped weights are 0 or w / (1 - p); rows no longer sum to 1; output = weights @ V."""
     p = 0.4

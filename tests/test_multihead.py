@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import doctest
 import inspect
+import io
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -352,11 +353,14 @@ def test_bad_constructor_arguments(
 
 def _forward(
     batch_first: bool = True, kdim: int | None = None, **kwargs: Any
-) -> Callable[[], object]:
-    """A batch-first module (E=4, H=2) called with N=2, L=3, S=5 and some inputs changed."""
+) -> Callable[..., object]:
+    """A batch-first module (E=4, H=2) called with N=2, L=3, S=5 and some inputs changed.
 
-    def call() -> object:
-        mha = MultiheadAttention(4, 2, kdim=kdim, vdim=kdim, batch_first=batch_first)
+    ``call()`` uses our class, ``call(nn.MultiheadAttention)`` torch's.
+    """
+
+    def call(cls: type[nn.Module] = MultiheadAttention) -> object:
+        mha = cls(4, 2, kdim=kdim, vdim=kdim, batch_first=batch_first)
 
         def seq(n: int, s: int, e: int) -> torch.Tensor:
             return torch.zeros(n, s, e) if batch_first else torch.zeros(s, n, e)
@@ -368,7 +372,7 @@ def _forward(
     return call
 
 
-BAD_FORWARDS: dict[str, tuple[Callable[[], object], type[Exception], list[str]]] = {
+BAD_FORWARDS: dict[str, tuple[Callable[..., object], type[Exception], list[str]]] = {
     "query not a tensor": (_forward(query=[[1.0]]), TypeError, ["query", "torch.Tensor", "list"]),
     "key/value lengths": (
         _forward(value=torch.zeros(2, 4, 4)),
@@ -431,6 +435,103 @@ def test_bad_forward_input_in_the_callers_layout(
         call()
     for fragment in fragments:
         assert fragment in str(info.value), (fragment, str(info.value))
+
+
+# --- TorchScript ----------------------------------------------------------------------------
+
+#: torch.jit.script, save and load are deprecated in torch 2.13 and warn.
+IGNORE_JIT_DEPRECATION = pytest.mark.filterwarnings(
+    r"ignore:`torch\.jit\.\w+` is deprecated:DeprecationWarning"
+)
+
+
+@IGNORE_JIT_DEPRECATION
+def test_torchscript_the_issues_module() -> None:
+    """``torch.jit.script(attnlens.MultiheadAttention(128, 8))`` works and computes the same."""
+    mha = MultiheadAttention(128, 8)
+    scripted = torch.jit.script(mha)
+    x = torch.randn(5, 2, 128)
+    torch.testing.assert_close(scripted(x, x, x), mha(x, x, x))
+    buffer = io.BytesIO()  # and it saves and loads like any scripted module
+    torch.jit.save(scripted, buffer)
+    buffer.seek(0)
+    torch.testing.assert_close(torch.jit.load(buffer)(x, x, x), mha(x, x, x))
+
+
+@IGNORE_JIT_DEPRECATION
+@pytest.mark.parametrize("config", CONFIGS.values(), ids=CONFIGS.keys())
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_torchscript_shares_parameters(config: dict[str, Any], batch_first: bool, tol: Tol) -> None:
+    """The scripted module is torch's, on the same parameter tensors, in the same mode."""
+    _, ours = _pair(**config, batch_first=batch_first)
+    ours.eval()
+    scripted = torch.jit.script(ours)
+    assert list(scripted.state_dict()) == list(ours.state_dict())
+    assert not scripted.training
+
+    def seq(length: int, features: int) -> torch.Tensor:
+        x = torch.randn(length, 2, features)
+        return x.transpose(0, 1) if batch_first else x
+
+    x, memory, values = seq(4, 6), seq(5, config.get("kdim", 6)), seq(5, config.get("vdim", 6))
+    padding = torch.tensor([[False, False, True, False, False]] * 2)
+    kwargs: dict[str, Any] = {"key_padding_mask": padding, "average_attn_weights": False}
+    torch.testing.assert_close(
+        scripted(x, memory, values, **kwargs), ours(x, memory, values, **kwargs)
+    )
+    with torch.no_grad():  # edit our parameter: the scripted module sees it
+        ours.out_proj.weight.mul_(2.0)
+    output, _ = scripted(x, memory, values)
+    torch.testing.assert_close(output, ours(x, memory, values)[0], **tol(torch.float32))
+
+
+@IGNORE_JIT_DEPRECATION
+def test_torchscript_a_model_with_ours_inside(tol: Tol) -> None:
+    """``torch.jit.script`` prepares every submodule: ours inside torch's encoder layer."""
+    layer = nn.TransformerEncoderLayer(6, 2, dim_feedforward=8, dropout=0.0, batch_first=True)
+    layer.self_attn = MultiheadAttention(6, 2, batch_first=True)
+    layer.eval()
+    scripted = torch.jit.script(layer)
+    x = torch.randn(2, 4, 6)
+    torch.testing.assert_close(scripted(x), layer(x), **tol(torch.float32))
+    assert isinstance(layer.self_attn, MultiheadAttention)  # the eager model is unchanged
+
+
+# --- Errors torch's callers catch -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", BAD_FORWARDS.items(), ids=BAD_FORWARDS.keys())
+def test_bad_forward_input_is_caught_like_torchs(
+    case: tuple[str, tuple[Callable[[], object], type[Exception], list[str]]],
+) -> None:
+    """Our error is an instance of what torch's module raises (AssertionError, RuntimeError).
+
+    ``query not a tensor`` is left out: torch fails there with an AttributeError on the
+    list, not with a check.
+    """
+    name, (call, error, _) = case
+    with pytest.raises(error) as ours:
+        call()
+    assert isinstance(ours.value, AssertionError)
+    assert isinstance(ours.value, RuntimeError)
+    if name == "query not a tensor":
+        return
+    with pytest.raises(Exception) as theirs:  # noqa: PT011 - any class: compared below
+        call(nn.MultiheadAttention)
+    assert type(theirs.value) in {AssertionError, RuntimeError}
+    assert isinstance(ours.value, type(theirs.value))
+
+
+@pytest.mark.parametrize("case", BAD_CONSTRUCTORS.items(), ids=BAD_CONSTRUCTORS.keys())
+def test_bad_constructor_error_classes(
+    case: tuple[str, tuple[Callable[[], object], type[Exception], list[str]]],
+) -> None:
+    """Constructor errors are also AssertionError and RuntimeError (torch asserts there)."""
+    _, (call, error, _) = case
+    with pytest.raises(error) as info:
+        call()
+    assert isinstance(info.value, AssertionError)
+    assert isinstance(info.value, RuntimeError)
 
 
 def test_docstring_examples_run() -> None:

@@ -3,7 +3,7 @@
 Every public function of attnlens checks its arguments up front, so that a mistake
 is reported as, for example::
 
-    ValueError: key_padding_mask: expected shape (N, S) = (2, 5), got (2, 4)
+    attnlens._checks.InputValueError: key_padding_mask: expected shape (N, S) = (2, 5), got (2, 4)
 
 and never as a bare shape error from deep inside torch. The helpers here build those
 messages: the argument's name first, then what was expected, then what was given.
@@ -12,6 +12,16 @@ Shapes are given as a sequence of sizes in which ``None`` means "any size"; in t
 message a free size is filled in from the given tensor when the ranks agree (so the
 expected and the given shape can be compared side by side) and shown as ``*``
 otherwise.
+
+**Exception classes.** The helpers raise :class:`InputValueError` (a bad shape, size,
+device or value) and :class:`InputTypeError` (not a tensor, a wrong dtype). The first is
+a :class:`ValueError`, the second a :class:`TypeError`, as the messages promise; both are
+*also* an :class:`AssertionError` and a :class:`RuntimeError`, the classes that torch
+raises for the same mistakes (``F.multi_head_attention_forward`` checks its arguments
+with ``AssertionError``, its kernels fail with ``RuntimeError``). Code written around
+torch's functions, ``except (AssertionError, RuntimeError)``, therefore still catches
+attnlens's errors when attnlens stands in for torch, and new code can catch
+``ValueError``/``TypeError``.
 """
 
 from __future__ import annotations
@@ -22,6 +32,8 @@ from collections.abc import Collection, Sequence
 import torch
 
 __all__ = [
+    "InputTypeError",
+    "InputValueError",
     "ShapeSpec",
     "broadcast_shape",
     "check_dtype",
@@ -35,6 +47,25 @@ __all__ = [
     "check_tensor",
     "format_shape",
 ]
+
+
+class InputValueError(ValueError, AssertionError, RuntimeError):
+    """A bad shape, size, device or value: a :class:`ValueError`.
+
+    Also an :class:`AssertionError` and a :class:`RuntimeError`, so that code catching
+    what :func:`torch.nn.functional.multi_head_attention_forward` raises for the same
+    mistake catches it too.
+    """
+
+
+class InputTypeError(TypeError, AssertionError, RuntimeError):
+    """Not a tensor, or a dtype that does not fit: a :class:`TypeError`.
+
+    Also an :class:`AssertionError` and a :class:`RuntimeError`, so that code catching
+    what :func:`torch.nn.functional.multi_head_attention_forward` raises for the same
+    mistake catches it too.
+    """
+
 
 #: One allowed shape: the names of its axes, e.g. ``"N, S"``, and their sizes,
 #: e.g. ``(2, 5)``; ``None`` stands for any size.
@@ -130,10 +161,10 @@ def check_tensor(
     >>> check_tensor("query", [1.0, 2.0])
     Traceback (most recent call last):
     ...
-    TypeError: query: expected a torch.Tensor, got list
+    attnlens._checks.InputTypeError: query: expected a torch.Tensor, got list
     """
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name}: expected a torch.Tensor, got {_type_name(x)}")
+        raise InputTypeError(f"{name}: expected a torch.Tensor, got {_type_name(x)}")
     if ndim is not None:
         check_ndim(name, x, ndim)
     if dtype is not None:
@@ -168,7 +199,7 @@ def check_ndim(name: str, x: torch.Tensor, ndim: int | Collection[int], what: st
     >>> check_ndim("x", torch.zeros(2, 3, 4, 5), (2, 3), "(L, E) or (N, L, E)")
     Traceback (most recent call last):
     ...
-    ValueError: x: expected 2 or 3 dimensions, (L, E) or (N, L, E), got 4 dimensions, shape (2, 3, 4, 5)
+    attnlens._checks.InputValueError: x: expected 2 or 3 dimensions, (L, E) or (N, L, E), got 4 dimensions, shape (2, 3, 4, 5)
     """
     allowed = (ndim,) if isinstance(ndim, int) else tuple(sorted(ndim))
     if x.dim() in allowed:
@@ -176,7 +207,7 @@ def check_ndim(name: str, x: torch.Tensor, ndim: int | Collection[int], what: st
     numbers = " or ".join(str(n) for n in allowed)
     unit = "dimension" if allowed == (1,) else "dimensions"
     detail = f", {what}" if what else ""
-    raise ValueError(
+    raise InputValueError(
         f"{name}: expected {numbers} {unit}{detail}, "
         f"got {x.dim()} dimensions, shape {format_shape(x.shape)}"
     )
@@ -231,7 +262,7 @@ def check_shape(name: str, x: torch.Tensor, *specs: ShapeSpec, note: str = "") -
     >>> check_shape("key_padding_mask", torch.zeros(2, 4), ("N, S", (2, 5)))
     Traceback (most recent call last):
     ...
-    ValueError: key_padding_mask: expected shape (N, S) = (2, 5), got (2, 4)
+    attnlens._checks.InputValueError: key_padding_mask: expected shape (N, S) = (2, 5), got (2, 4)
     >>> check_shape("attn_mask", torch.zeros(4, 3, 5), ("L, S", (3, 5)), ("N*H, L, S", (4, 3, 5)))
     1
     """
@@ -240,7 +271,7 @@ def check_shape(name: str, x: torch.Tensor, *specs: ShapeSpec, note: str = "") -
             return index
     options = " or ".join(_describe(spec, x.shape) for spec in specs)
     extra = f" ({note})" if note else ""
-    raise ValueError(f"{name}: expected shape {options}, got {format_shape(x.shape)}{extra}")
+    raise InputValueError(f"{name}: expected shape {options}, got {format_shape(x.shape)}{extra}")
 
 
 def _dtype_list(dtypes: Collection[torch.dtype]) -> str:
@@ -273,13 +304,13 @@ def check_dtype(
     >>> check_dtype("attn_mask", torch.zeros(2, dtype=torch.int64), (torch.bool, torch.float32))
     Traceback (most recent call last):
     ...
-    TypeError: attn_mask: expected dtype torch.bool or torch.float32, got torch.int64
+    attnlens._checks.InputTypeError: attn_mask: expected dtype torch.bool or torch.float32, got torch.int64
     """
     allowed = (dtype,) if isinstance(dtype, torch.dtype) else tuple(dtype)
     if x.dtype in allowed:
         return
     extra = f" ({note})" if note else ""
-    raise TypeError(f"{name}: expected dtype {_dtype_list(allowed)}{extra}, got {x.dtype}")
+    raise InputTypeError(f"{name}: expected dtype {_dtype_list(allowed)}{extra}, got {x.dtype}")
 
 
 def check_floating(name: str, x: torch.Tensor) -> None:
@@ -291,7 +322,7 @@ def check_floating(name: str, x: torch.Tensor) -> None:
         If it has not.
     """
     if not x.is_floating_point():
-        raise TypeError(f"{name}: expected a floating-point dtype, got {x.dtype}")
+        raise InputTypeError(f"{name}: expected a floating-point dtype, got {x.dtype}")
 
 
 def check_same_dtype(name: str, x: torch.Tensor, other_name: str, other: torch.Tensor) -> None:
@@ -307,10 +338,10 @@ def check_same_dtype(name: str, x: torch.Tensor, other_name: str, other: torch.T
     >>> check_same_dtype("key", torch.zeros(1).double(), "query", torch.zeros(1))
     Traceback (most recent call last):
     ...
-    TypeError: key: expected dtype torch.float32 (the dtype of query), got torch.float64
+    attnlens._checks.InputTypeError: key: expected dtype torch.float32 (the dtype of query), got torch.float64
     """
     if x.dtype != other.dtype:
-        raise TypeError(
+        raise InputTypeError(
             f"{name}: expected dtype {other.dtype} (the dtype of {other_name}), got {x.dtype}"
         )
 
@@ -324,7 +355,7 @@ def check_same_device(name: str, x: torch.Tensor, other_name: str, other: torch.
         If the devices differ; the message names both arguments.
     """
     if x.device != other.device:
-        raise ValueError(
+        raise InputValueError(
             f"{name}: expected device {other.device} (the device of {other_name}), got {x.device}"
         )
 
@@ -346,12 +377,12 @@ def check_positive_int(name: str, value: object) -> int:
     >>> check_positive_int("num_heads", 0)
     Traceback (most recent call last):
     ...
-    ValueError: num_heads: expected an int > 0, got 0
+    attnlens._checks.InputValueError: num_heads: expected an int > 0, got 0
     """
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name}: expected an int > 0, got {_type_name(value)} {value!r}")
+        raise InputTypeError(f"{name}: expected an int > 0, got {_type_name(value)} {value!r}")
     if value <= 0:
-        raise ValueError(f"{name}: expected an int > 0, got {value}")
+        raise InputValueError(f"{name}: expected an int > 0, got {value}")
     return value
 
 
@@ -370,10 +401,12 @@ def check_probability(name: str, value: object) -> float:
     >>> check_probability("dropout_p", 1.5)
     Traceback (most recent call last):
     ...
-    ValueError: dropout_p: expected a probability in [0, 1], got 1.5
+    attnlens._checks.InputValueError: dropout_p: expected a probability in [0, 1], got 1.5
     """
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name}: expected a float in [0, 1], got {_type_name(value)} {value!r}")
+        raise InputTypeError(
+            f"{name}: expected a float in [0, 1], got {_type_name(value)} {value!r}"
+        )
     if math.isnan(value) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name}: expected a probability in [0, 1], got {value}")
+        raise InputValueError(f"{name}: expected a probability in [0, 1], got {value}")
     return float(value)

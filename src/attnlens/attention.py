@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from attnlens._checks import (
+    InputValueError,
     broadcast_shape,
     check_dtype,
     check_probability,
@@ -76,7 +77,9 @@ def scaled_dot_product_attention(
         Shape broadcastable to (..., L, S). **bool: True means the position takes
         part** in attention (the convention of torch's SDPA, the *opposite* of
         :class:`torch.nn.MultiheadAttention`, where True means masked out). A float
-        mask, of the query's dtype, is added to the scores (use -inf to mask out).
+        mask is added to the scores (use -inf to mask out); it has the query's dtype,
+        or float32, which torch also accepts for every query dtype (it is then
+        converted to the query's dtype).
     dropout_p : float, default 0.0
         Dropout probability applied to the weights. As in torch's function there is
         no ``training`` flag: pass ``dropout_p=0.0`` in evaluation.
@@ -100,7 +103,7 @@ def scaled_dot_product_attention(
     ------
     TypeError
         If an input is not a tensor, query/key/value are not of one floating-point
-        dtype, or the mask is neither bool nor of the query's dtype.
+        dtype, or the mask is neither bool nor float32 nor of the query's dtype.
     ValueError
         If an input has fewer than 2 dimensions, the feature sizes or lengths do not
         agree, the leading dimensions do not broadcast, the mask does not broadcast to
@@ -216,7 +219,7 @@ def apply_mask(scores: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
         Shape (..., L, S).
     attn_mask : torch.Tensor
         Broadcastable to (..., L, S). bool: True = takes part, False = set to -inf.
-        Float: added to the scores.
+        Float: converted to the dtype of the scores and added to them.
 
     Returns
     -------
@@ -225,7 +228,7 @@ def apply_mask(scores: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
     """
     if attn_mask.dtype == torch.bool:
         return scores.masked_fill(~attn_mask, float("-inf"))
-    return scores + attn_mask
+    return scores + attn_mask.to(scores.dtype)
 
 
 def softmax_zero_masked_rows(scores: torch.Tensor) -> torch.Tensor:
@@ -275,7 +278,7 @@ def _check_inputs(
     value = check_tensor("value", value)
     for name, x in (("query", query), ("key", key), ("value", value)):
         if x.dim() < 2:
-            raise ValueError(f"{name}: expected {many}, got shape {format_shape(x.shape)}")
+            raise InputValueError(f"{name}: expected {many}, got shape {format_shape(x.shape)}")
     for name, x in (("key", key), ("value", value)):
         check_same_dtype(name, x, "query", query)
         check_same_device(name, x, "query", query)
@@ -287,7 +290,7 @@ def _check_inputs(
     )
     batch = broadcast_shape(query.shape[:-2], key.shape[:-2], value.shape[:-2])
     if batch is None:
-        raise ValueError(
+        raise InputValueError(
             "query, key, value: expected leading (batch) dimensions that broadcast, got "
             f"{format_shape(query.shape)}, {format_shape(key.shape)} and "
             f"{format_shape(value.shape)}"
@@ -295,16 +298,17 @@ def _check_inputs(
 
     if attn_mask is not None:
         attn_mask = check_tensor("attn_mask", attn_mask)
-        check_dtype("attn_mask", attn_mask, (torch.bool, query.dtype), "bool or the query's dtype")
+        allowed = (torch.bool, torch.float32, query.dtype)  # torch's SDPA takes float32 too
+        check_dtype("attn_mask", attn_mask, allowed, "bool, float32 or the query's dtype")
         check_same_device("attn_mask", attn_mask, "query", query)
         scores_shape = (*batch, query.size(-2), source_length)
         if broadcast_shape(attn_mask.shape, scores_shape) != scores_shape:
-            raise ValueError(
+            raise InputValueError(
                 "attn_mask: expected a shape that broadcasts to (..., L, S) = "
                 f"{format_shape(scores_shape)}, got {format_shape(attn_mask.shape)}"
             )
         if is_causal:
-            raise ValueError(
+            raise InputValueError(
                 "attn_mask: expected None when is_causal=True (the causal mask is built "
                 f"for you), got a mask of shape {format_shape(attn_mask.shape)}"
             )

@@ -17,15 +17,24 @@ for every option, but is written as a sequence of small, named steps:
 
 Shapes: N batch, L target (query) length, S source (key) length, E embed_dim,
 H num_heads, D = E/H head dim.
+
+It is a drop-in for torch's function: it accepts what torch accepts (shapes, mixed
+dtypes, an ``attn_mask`` that ``is_causal`` makes torch ignore), its errors are
+instances of the classes torch raises (see :mod:`attnlens._checks`), and TorchScript
+compiles torch's function in its place (see the function's Notes).
 """
 
 from __future__ import annotations
+
+import functools
+from typing import cast
 
 import torch
 import torch.nn.functional as F
 
 from attnlens._checks import (
-    check_dtype,
+    InputTypeError,
+    InputValueError,
     check_ndim,
     check_positive_int,
     check_probability,
@@ -33,11 +42,15 @@ from attnlens._checks import (
     check_same_dtype,
     check_shape,
     check_tensor,
+    format_shape,
 )
 from attnlens.attention import attention_scores, scaled_dot_product_attention
 from attnlens.projections import InProjection, merge_heads, split_heads, split_packed
 
 __all__ = ["multi_head_attention_forward"]
+
+#: torch's own function, as it was when attnlens was imported: what TorchScript compiles.
+_TORCH_MULTI_HEAD_ATTENTION_FORWARD = F.multi_head_attention_forward
 
 
 def multi_head_attention_forward(
@@ -84,10 +97,13 @@ def multi_head_attention_forward(
     in_proj_weight : torch.Tensor or None
         Packed [W_Q; W_K; W_V], shape (3E, E). Ignored when ``use_separate_proj_weight``.
     in_proj_bias : torch.Tensor or None
-        Packed [b_Q; b_K; b_V], shape (3E,), in both layouts.
+        Packed [b_Q; b_K; b_V], shape (3E,), in both layouts. It may have another
+        float dtype than the query (see Notes).
     bias_k, bias_v : torch.Tensor or None
-        Shape (1, 1, E) each, both or neither (``add_bias_kv``): a learned key and
-        value appended to every sequence as one more source position.
+        Shape (1, 1, E), (1, E) or (E,) each, both or neither (``add_bias_kv``): a
+        learned key and value appended to every sequence as one more source position.
+        (K, 1, E) appends K of them, as in torch, when no mask is given. The dtype is
+        the query's or one that promotes to it, such as float16 for a float32 query.
     add_zero_attn : bool
         Append a key and a value of zeros (after the head split) as one more source
         position.
@@ -109,7 +125,8 @@ def multi_head_attention_forward(
     attn_mask : torch.Tensor, optional
         Shape (L, S), the same for every batch element and head, or (N*H, L, S),
         batch-major (index ``n*H + h``); (H, L, S) for unbatched input. **bool: True
-        = masked out.** Float: added to the scores.
+        = masked out.** Float: added to the scores. Ignored, as in torch, when the
+        ``is_causal`` hint is used (see Notes).
     use_separate_proj_weight : bool, default False
         Use ``q_proj_weight`` (E, E), ``k_proj_weight`` (E, kdim) and
         ``v_proj_weight`` (E, vdim) instead of ``in_proj_weight``.
@@ -139,15 +156,16 @@ def multi_head_attention_forward(
     Raises
     ------
     TypeError
-        If a tensor argument is not a tensor, the inputs are not floating point, the
-        dtypes of inputs and parameters differ, or a mask is neither bool nor of the
-        query's dtype.
+        If a tensor argument is not a tensor, the inputs are not floating point, a
+        dtype does not fit where torch refuses it (see Notes), or a mask is neither
+        bool nor floating point. Also an ``AssertionError`` and a ``RuntimeError``.
     ValueError
         If a shape does not fit (the message names the argument, the expected shape
         and the given one), E is not divisible by H, ``num_heads <= 0``,
         ``dropout_p`` is outside [0, 1], only one of ``bias_k``/``bias_v`` is given,
         ``bias_k`` is combined with ``static_k``, ``is_causal`` comes without
-        ``attn_mask``, or a tensor is not on the query's device.
+        ``attn_mask``, or a tensor is not on the query's device. Also an
+        ``AssertionError`` and a ``RuntimeError``.
 
     Notes
     -----
@@ -166,10 +184,34 @@ def multi_head_attention_forward(
 
     **is_causal** is a hint, and torch uses it only on the SDPA path: with
     ``need_weights=False`` and no ``key_padding_mask``, ``attn_mask`` is *ignored*
-    and SDPA's causal mask (``ones(L, S').tril()``, including any bias/zero column)
-    is used; otherwise ``attn_mask`` is used and the hint is ignored. An
-    ``attn_mask`` that is not causal therefore gives different results on the two
-    paths, in torch and here.
+    (its shape and dtype too; only its number of dimensions, and for unbatched input
+    the shape of a 3-D mask, are checked) and SDPA's causal mask
+    (``ones(L, S').tril()``, including any bias/zero column) is used; otherwise
+    ``attn_mask`` is used and the hint is ignored. An ``attn_mask`` that is not
+    causal therefore gives different results on the two paths, in torch and here.
+
+    **Dtypes.** As in torch (2.13, CPU), query, key, value, the projection weights,
+    ``out_proj_bias`` and ``static_k``/``static_v`` share one dtype, and so does the
+    result. A bool mask becomes a float mask of the query's dtype; two float masks are
+    added, which promotes their dtypes; the merged mask must have the query's dtype, or
+    float32 with ``need_weights=False`` (torch's SDPA takes float32 masks for every
+    query). ``bias_k``/``bias_v`` may have a dtype that promotes to the query's. An
+    ``in_proj_bias`` of another float dtype is added to the projections and the sum is
+    cast to the query's dtype; torch does the same only for non-contiguous inputs (a
+    ``batch_first`` module's, for example) and refuses contiguous ones, which we accept
+    with the same result.
+
+    **Errors.** Every error is a ``ValueError`` or a ``TypeError``, as its message
+    says, and *also* an ``AssertionError`` and a ``RuntimeError``: torch raises these
+    two for the same mistakes (from its checks and from its kernels), so code that
+    catches them around torch's function still catches ours. Two deliberate
+    differences: a negative ``dropout_p`` is refused (torch ignores it), and a
+    non-tensor argument raises a ``TypeError`` (torch fails with an ``AttributeError``).
+
+    **TorchScript.** TorchScript cannot compile this Python. ``torch.jit.script``,
+    called on this function or meeting it inside a module it compiles (after
+    ``torch.nn.functional.multi_head_attention_forward`` has been replaced by it, for
+    example), compiles torch's own function instead, which computes the same.
 
     **Dropout.** In training the weights are dropped out (zeroed with probability
     ``dropout_p``, the rest scaled by 1/(1 - p)) before they multiply v, and the
@@ -289,6 +331,7 @@ def _multi_head_attention_forward(
         v_proj_weight=v_proj_weight,
         static_k=static_k,
         static_v=static_v,
+        need_weights=need_weights,
         is_causal=is_causal,
     )
 
@@ -311,9 +354,9 @@ def _multi_head_attention_forward(
     # 3. Input projections.
     q, k, v = _project_qkv(query, key, value, proj)  # (N, L, E), (N, S, E), (N, S, E)
 
-    # 4. add_bias_kv: one more source position.
+    # 4. add_bias_kv: one more source position (K more, for bias_k of shape (K, 1, E)).
     if bias_k is not None and bias_v is not None:
-        k, v = _append_bias_kv(k, v, bias_k, bias_v)  # (N, S+1, E) each
+        k, v = _append_bias_kv(k, v, bias_k, bias_v)  # (N, S+K, E) each
         attn_mask, key_padding_mask = _allow_new_key(attn_mask), _allow_new_key(key_padding_mask)
 
     # 5. Heads; static keys/values are already split into heads.
@@ -377,19 +420,38 @@ def _project_qkv(
     query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, proj: InProjection
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """q = query W_Qᵀ + b_Q, k = key W_Kᵀ + b_K, v = value W_Vᵀ + b_V, all heads at once."""
-    q = F.linear(query, proj.q_weight, proj.q_bias)  # (N, L, E)
-    k = F.linear(key, proj.k_weight, proj.k_bias)  # (N, S, E)
-    v = F.linear(value, proj.v_weight, proj.v_bias)  # (N, S, E)
+    q = _linear(query, proj.q_weight, proj.q_bias)  # (N, L, E)
+    k = _linear(key, proj.k_weight, proj.k_bias)  # (N, S, E)
+    v = _linear(value, proj.v_weight, proj.v_bias)  # (N, S, E)
     return q, k, v
+
+
+def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """x Wᵀ + b in the dtype of x, also for a bias of another dtype (e.g. float16).
+
+    Computed like torch's ``F.linear`` on non-contiguous input (``matmul``, then an
+    in-place ``add_`` of the bias): the sum is taken in the promoted dtype and cast to
+    the dtype of x.
+    """
+    if bias is None or bias.dtype == x.dtype:
+        return F.linear(x, weight, bias)
+    return (F.linear(x, weight) + bias).to(x.dtype)
 
 
 def _append_bias_kv(
     k: torch.Tensor, v: torch.Tensor, bias_k: torch.Tensor, bias_v: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Append the learned bias_k / bias_v (1, 1, E) to every sequence: S -> S+1."""
-    batch = k.size(0)
-    k = torch.cat([k, bias_k.expand(batch, 1, -1)], dim=1)  # (N, S+1, E)
-    v = torch.cat([v, bias_v.expand(batch, 1, -1)], dim=1)  # (N, S+1, E)
+    """Append the learned bias_k / bias_v to every sequence: S -> S+K (K = 1 usually).
+
+    The biases are (E,), (1, E) or (1, 1, E): one extra key and value; or (K, 1, E):
+    K of them. A bias of lower precision is converted to the dtype of k and v, as
+    torch's ``cat`` does.
+    """
+    batch, embed_dim = k.size(0), k.size(-1)
+    extra_k = bias_k.reshape(1, -1, embed_dim).to(k.dtype)  # (1, K, E)
+    extra_v = bias_v.reshape(1, -1, embed_dim).to(v.dtype)  # (1, K, E)
+    k = torch.cat([k, extra_k.expand(batch, -1, -1)], dim=1)  # (N, S+K, E)
+    v = torch.cat([v, extra_v.expand(batch, -1, -1)], dim=1)  # (N, S+K, E)
     return k, v
 
 
@@ -523,6 +585,7 @@ def _check_arguments(
     v_proj_weight: object,
     static_k: object,
     static_v: object,
+    need_weights: bool,
     is_causal: bool,
 ) -> InProjection:
     """Check everything; return the input projections (views) to use."""
@@ -545,7 +608,7 @@ def _check_arguments(
         note="E = embed_dim_to_check",
     )
     if embed_dim % num_heads != 0:
-        raise ValueError(
+        raise InputValueError(
             f"num_heads: expected a divisor of embed_dim = {embed_dim}, got {num_heads}"
         )
     head_dim = embed_dim // num_heads
@@ -581,6 +644,11 @@ def _check_arguments(
         _check_like_query("out_proj_bias", out_proj_bias, query)
         check_shape("out_proj_bias", out_proj_bias, ("E", (embed_dim,)))
 
+    # torch ignores attn_mask (all but its number of dimensions) when it uses the
+    # is_causal hint: SDPA path, no key padding mask.
+    attn_mask_ignored = is_causal and key_padding_mask is None and not need_weights
+    has_mask = key_padding_mask is not None or (attn_mask is not None and not attn_mask_ignored)
+
     # Extra keys and values.
     _check_bias_kv(
         query,
@@ -589,6 +657,7 @@ def _check_arguments(
         static_k=static_k,
         static_v=static_v,
         embed_dim=embed_dim,
+        has_mask=has_mask,
     )
     source_length = _check_static_kv(
         layout,
@@ -602,16 +671,27 @@ def _check_arguments(
 
     # Masks, sized by S before bias_k/bias_v or the zero attention are appended.
     _check_key_padding_mask(layout, query, key_padding_mask, batch, source_length)
-    _check_attn_mask(
-        layout,
+    if attn_mask_ignored:
+        _check_ignored_attn_mask(
+            layout, attn_mask, num_heads=num_heads, length=length, key_length=key.size(0)
+        )
+    else:
+        _check_attn_mask(
+            layout,
+            query,
+            attn_mask,
+            batch_heads=batch * num_heads,
+            length=length,
+            source_length=source_length,
+        )
+    _check_mask_dtypes(
         query,
-        attn_mask,
-        batch_heads=batch * num_heads,
-        length=length,
-        source_length=source_length,
+        attn_mask=None if attn_mask_ignored else attn_mask,
+        key_padding_mask=key_padding_mask,
+        need_weights=need_weights,
     )
     if is_causal and attn_mask is None:
-        raise ValueError(
+        raise InputValueError(
             "attn_mask: expected a mask when is_causal=True (in multi-head attention "
             "is_causal is only a hint about attn_mask), got None"
         )
@@ -633,11 +713,16 @@ def _check_projections(
     embed_dim = query.size(-1)
     if in_proj_bias is not None:
         in_proj_bias = check_tensor("in_proj_bias", in_proj_bias)
-        _check_like_query("in_proj_bias", in_proj_bias, query)
+        if not torch.can_cast(in_proj_bias.dtype, query.dtype):
+            raise InputTypeError(
+                f"in_proj_bias: expected a dtype that can be cast to the query's, "
+                f"{query.dtype}, got {in_proj_bias.dtype}"
+            )
+        check_same_device("in_proj_bias", in_proj_bias, "query", query)
         check_shape("in_proj_bias", in_proj_bias, ("3*E", (3 * embed_dim,)))
     if not use_separate_proj_weight:
         if in_proj_weight is None:
-            raise ValueError(
+            raise InputValueError(
                 "in_proj_weight: expected a tensor of shape (3*E, E) when "
                 "use_separate_proj_weight=False, got None"
             )
@@ -653,7 +738,7 @@ def _check_projections(
         ("v_proj_weight", v_proj_weight, ("E, vdim", (embed_dim, None))),
     ):
         if given is None:
-            raise ValueError(
+            raise InputValueError(
                 f"{name}: expected a tensor of shape ({dims[0]}) when "
                 "use_separate_proj_weight=True, got None"
             )
@@ -680,18 +765,48 @@ def _check_bias_kv(
     static_k: object,
     static_v: object,
     embed_dim: int,
+    has_mask: bool,
 ) -> None:
+    """bias_k, bias_v: (E,), (1, E) or (1, 1, E), or (K, 1, E), as torch accepts them.
+
+    torch appends ``bias_k.repeat(1, N, 1)`` to the keys, (S, N, E): every shape that
+    gives (K, N, E) there works, and K > 1 (or 0) only without masks, which torch pads
+    by one column.
+    """
     if bias_k is None and bias_v is None:
         return
+    shapes = ("E", (embed_dim,)), ("1, E", (1, embed_dim)), ("K, 1, E", (None, 1, embed_dim))
+    extra_keys = []
     for name, given, other in (("bias_k", bias_k, "bias_v"), ("bias_v", bias_v, "bias_k")):
         if given is None:
-            raise ValueError(f"{name}: expected a tensor of shape (1, 1, E) like {other}, got None")
+            raise InputValueError(
+                f"{name}: expected a tensor of shape (1, 1, E), (1, E) or (E,) like {other}, "
+                "got None"
+            )
         bias = check_tensor(name, given)
-        _check_like_query(name, bias, query)
-        check_shape(name, bias, ("1, 1, E", (1, 1, embed_dim)))
+        if torch.promote_types(bias.dtype, query.dtype) != query.dtype:
+            raise InputTypeError(
+                f"{name}: expected the query's dtype {query.dtype} or one that promotes to it "
+                f"(a lower-precision float), got {bias.dtype}"
+            )
+        check_same_device(name, bias, "query", query)
+        if not (bias.dim() == 0 and embed_dim == 1):  # a scalar is (1, 1, 1)
+            check_shape(name, bias, *shapes, note="E from query")
+        extra_keys.append(bias.size(0) if bias.dim() == 3 else 1)
+    if extra_keys[0] != extra_keys[1]:
+        raise InputValueError(
+            f"bias_v: expected shape (K, 1, E) with K = {extra_keys[0]} from bias_k (as many "
+            f"extra values as keys), got {format_shape(cast(torch.Tensor, bias_v).shape)}"
+        )
+    if extra_keys[0] != 1 and has_mask:
+        raise InputValueError(
+            f"bias_k: expected one extra key, shape (1, 1, E), (1, E) or (E,), when a mask is "
+            f"given (the masks get one column for it, as in torch), got "
+            f"{format_shape(cast(torch.Tensor, bias_k).shape)}"
+        )
     for name, static in (("static_k", static_k), ("static_v", static_v)):
         if static is not None:
-            raise ValueError(
+            raise InputValueError(
                 f"{name}: expected None when bias_k and bias_v are given (no bias is added to "
                 f"static keys and values), got a tensor"
             )
@@ -738,9 +853,47 @@ def _check_like_query(name: str, x: torch.Tensor, query: torch.Tensor) -> None:
 
 
 def _check_mask_type(name: str, mask: torch.Tensor, query: torch.Tensor) -> None:
-    """bool, or float of the query's dtype; on the query's device."""
-    check_dtype(name, mask, (torch.bool, query.dtype), "bool, or float of the query's dtype")
+    """bool or floating point (the dtypes torch converts); on the query's device."""
+    if mask.dtype != torch.bool and not mask.is_floating_point():
+        raise InputTypeError(
+            f"{name}: expected dtype torch.bool or a floating-point dtype (the query's is "
+            f"{query.dtype}), got {mask.dtype}"
+        )
     check_same_device(name, mask, "query", query)
+
+
+def _check_mask_dtypes(
+    query: torch.Tensor,
+    *,
+    attn_mask: object,
+    key_padding_mask: object,
+    need_weights: bool,
+) -> None:
+    """The float dtype of the merged mask, as torch's kernels accept it.
+
+    bool masks become the query's dtype; float masks keep theirs and are added, which
+    promotes. The ``need_weights=True`` path (``baddbmm``) needs the query's dtype;
+    torch's SDPA (``need_weights=False``) also takes float32.
+    """
+    dtypes = {
+        name: query.dtype if mask.dtype == torch.bool else mask.dtype
+        for name, mask in (("attn_mask", attn_mask), ("key_padding_mask", key_padding_mask))
+        if isinstance(mask, torch.Tensor)
+    }
+    if not dtypes:
+        return
+    merged = functools.reduce(torch.promote_types, dtypes.values())
+    allowed = (query.dtype,) if need_weights else (query.dtype, torch.float32)
+    if merged in allowed:
+        return
+    floats = {name: dtype for name, dtype in dtypes.items() if dtype != query.dtype}
+    also = "" if need_weights else " (or torch.float32, which torch's SDPA also takes)"
+    given = ", ".join(f"{name} {dtype}" for name, dtype in floats.items())
+    raise InputTypeError(
+        f"{', '.join(floats)}: expected bool or float masks of the query's dtype "
+        f"{query.dtype}{also}, got {given}"
+        + (f", which add up to {merged}" if len(dtypes) > 1 else "")
+    )
 
 
 def _check_key_padding_mask(
@@ -775,3 +928,28 @@ def _check_attn_mask(
         ("L, S", (length, source_length)),
         (layout.heads_dims("L, S"), (batch_heads, length, source_length)),
     )
+
+
+def _check_ignored_attn_mask(
+    layout: _Layout, mask: object, *, num_heads: int, length: int, key_length: int
+) -> None:
+    """What torch still checks of an attn_mask that the is_causal hint replaces."""
+    if mask is None:
+        return  # reported with is_causal
+    mask = check_tensor("attn_mask", mask)
+    heads = layout.heads_dims("L, S")
+    check_ndim("attn_mask", mask, (2, 3), f"(L, S) or ({heads})")
+    if not layout.batched and mask.dim() == 3:
+        check_shape(
+            "attn_mask",
+            mask,
+            (heads, (num_heads, length, key_length)),
+            note="checked by torch even when is_causal=True replaces the mask",
+        )
+
+
+# TorchScript cannot compile this module's Python. ``torch.jit.script`` calls a function's
+# ``__prepare_scriptable__`` before compiling it, directly or when it meets the function
+# inside a module it scripts (e.g. torch's MultiheadAttention, once this function has been
+# swapped in for torch's): it then compiles torch's function, which computes the same.
+multi_head_attention_forward.__prepare_scriptable__ = lambda: _TORCH_MULTI_HEAD_ATTENTION_FORWARD  # type: ignore[attr-defined]

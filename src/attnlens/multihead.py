@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
+
 import torch
 from torch import nn
 from torch.nn.modules.linear import NonDynamicallyQuantizableLinear
 
-from attnlens._checks import check_dtype, check_positive_int, check_probability
-from attnlens.functional import _multi_head_attention_forward
+from attnlens._checks import InputValueError, check_dtype, check_positive_int, check_probability
+from attnlens.functional import _TORCH_MULTI_HEAD_ATTENTION_FORWARD, _multi_head_attention_forward
 
 __all__ = ["MultiheadAttention"]
+
+_Function = TypeVar("_Function", bound=Callable[..., object])
+
+
+def _python_only(function: _Function) -> _Function:
+    """:func:`torch.jit.ignore` (typed): TorchScript leaves this method to Python."""
+    return torch.jit.ignore(function)  # type: ignore[no-untyped-call,no-any-return]
 
 
 class MultiheadAttention(nn.Module):
@@ -85,8 +95,17 @@ class MultiheadAttention(nn.Module):
       :func:`torch.nn.functional.multi_head_attention_forward`.
     * Bad input raises a ``ValueError``/``TypeError`` naming the argument and the
       expected and given shapes in the layout the caller used (``batch_first``
-      included), and a bool and a float mask may be mixed without a warning.
+      included), and a bool and a float mask may be mixed without a warning. Each
+      error is also an ``AssertionError`` and a ``RuntimeError``, the classes torch
+      raises, so code that catches torch's errors catches these too.
     * Nested tensors are not supported.
+
+    **TorchScript.** ``torch.jit.script`` works, on this module and on a model that
+    contains it. TorchScript cannot compile attnlens's Python, so the scripted
+    :meth:`forward` calls torch's
+    :func:`~torch.nn.functional.multi_head_attention_forward` with this module's
+    parameters (the same tensors), which computes the same; the scripted module
+    then has torch's error messages.
 
     Examples
     --------
@@ -105,14 +124,15 @@ class MultiheadAttention(nn.Module):
     >>> torch.testing.assert_close(weights, expected_weights)
     """
 
-    in_proj_weight: nn.Parameter | None
-    q_proj_weight: nn.Parameter | None
-    k_proj_weight: nn.Parameter | None
-    v_proj_weight: nn.Parameter | None
-    in_proj_bias: nn.Parameter | None
-    bias_k: nn.Parameter | None
-    bias_v: nn.Parameter | None
-    out_proj: NonDynamicallyQuantizableLinear
+    if TYPE_CHECKING:  # for type checkers only: TorchScript types the attributes themselves
+        in_proj_weight: nn.Parameter | None
+        q_proj_weight: nn.Parameter | None
+        k_proj_weight: nn.Parameter | None
+        v_proj_weight: nn.Parameter | None
+        in_proj_bias: nn.Parameter | None
+        bias_k: nn.Parameter | None
+        bias_v: nn.Parameter | None
+        out_proj: NonDynamicallyQuantizableLinear
 
     def __init__(
         self,
@@ -131,7 +151,7 @@ class MultiheadAttention(nn.Module):
         embed_dim = check_positive_int("embed_dim", embed_dim)
         num_heads = check_positive_int("num_heads", num_heads)
         if embed_dim % num_heads != 0:
-            raise ValueError(
+            raise InputValueError(
                 f"embed_dim: expected a multiple of num_heads = {num_heads}, got {embed_dim}"
             )
         kdim = embed_dim if kdim is None else check_positive_int("kdim", kdim)
@@ -247,7 +267,43 @@ class MultiheadAttention(nn.Module):
         TypeError, ValueError
             For bad input, naming the argument, the expected and the given shape
             or dtype; see :func:`attnlens.functional.multi_head_attention_forward`.
+            Also an ``AssertionError`` and a ``RuntimeError``, as torch raises.
         """
+        if torch._jit_internal.is_scripting():  # TorchScript compiles this branch only
+            return self._torch_forward(
+                query,
+                key,
+                value,
+                key_padding_mask=key_padding_mask,
+                need_weights=need_weights,
+                attn_mask=attn_mask,
+                average_attn_weights=average_attn_weights,
+                is_causal=is_causal,
+            )
+        return self._forward(
+            query,
+            key,
+            value,
+            key_padding_mask=key_padding_mask,
+            need_weights=need_weights,
+            attn_mask=attn_mask,
+            average_attn_weights=average_attn_weights,
+            is_causal=is_causal,
+        )
+
+    @_python_only
+    def _forward(
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        key_padding_mask: torch.Tensor | None,
+        need_weights: bool,
+        attn_mask: torch.Tensor | None,
+        average_attn_weights: bool,
+        is_causal: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """:meth:`forward` in Python: the readable steps and checks of attnlens."""
         if isinstance(query, torch.Tensor):  # name the input, not a parameter, if dtypes differ
             parameters = self.out_proj.weight.dtype
             check_dtype("query", query, parameters, "the dtype of the module's parameters")
@@ -279,6 +335,56 @@ class MultiheadAttention(nn.Module):
             is_causal=is_causal,
             batch_first=self.batch_first,
         )
+
+    def _torch_forward(
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        key_padding_mask: torch.Tensor | None,
+        need_weights: bool,
+        attn_mask: torch.Tensor | None,
+        average_attn_weights: bool,
+        is_causal: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """:meth:`forward` under TorchScript: torch's function, which computes the same.
+
+        TorchScript cannot compile attnlens's Python; this is what
+        :meth:`torch.nn.MultiheadAttention.forward` does on its regular path.
+        """
+        batched = query.dim() == 3
+        if self.batch_first and batched:  # torch's function is sequence first
+            query = query.transpose(1, 0)  # (L, N, E)
+            key = key.transpose(1, 0)  # (S, N, kdim)
+            value = value.transpose(1, 0)  # (S, N, vdim)
+        output, weights = _TORCH_MULTI_HEAD_ATTENTION_FORWARD(
+            query,
+            key,
+            value,
+            self.embed_dim,
+            self.num_heads,
+            self.in_proj_weight,
+            self.in_proj_bias,
+            self.bias_k,
+            self.bias_v,
+            self.add_zero_attn,
+            self.dropout,
+            self.out_proj.weight,
+            self.out_proj.bias,
+            training=self.training,
+            key_padding_mask=key_padding_mask,
+            need_weights=need_weights,
+            attn_mask=attn_mask,
+            use_separate_proj_weight=not self._qkv_same_embed_dim,
+            q_proj_weight=self.q_proj_weight,
+            k_proj_weight=self.k_proj_weight,
+            v_proj_weight=self.v_proj_weight,
+            average_attn_weights=average_attn_weights,
+            is_causal=is_causal,
+        )
+        if self.batch_first and batched:
+            output = output.transpose(1, 0)  # (N, L, E)
+        return output, weights
 
     def merge_masks(
         self,

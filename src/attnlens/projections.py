@@ -17,12 +17,19 @@ heads of width D = E/H and back.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import torch
 from torch import nn
 
-from attnlens._checks import check_positive_int, check_shape, check_tensor, format_shape
+from attnlens._checks import (
+    InputTypeError,
+    InputValueError,
+    check_positive_int,
+    check_shape,
+    check_tensor,
+    format_shape,
+)
 
 __all__ = ["InProjection", "merge_heads", "split_heads", "split_in_proj"]
 
@@ -74,7 +81,8 @@ def split_in_proj(mha: nn.Module) -> InProjection:
     Raises
     ------
     TypeError
-        If ``mha`` is not one of the two module classes.
+        If ``mha`` is not a module with the parameters of
+        :class:`torch.nn.MultiheadAttention` (torch's class, attnlens's, or a subclass).
 
     Notes
     -----
@@ -94,23 +102,41 @@ def split_in_proj(mha: nn.Module) -> InProjection:
     >>> proj.k_weight.data_ptr() == mha.in_proj_weight.data_ptr() + 4 * 4 * 4  # 16 floats later
     True
     """
-    # Imported here because attnlens.multihead imports this module.
-    from attnlens.multihead import MultiheadAttention  # noqa: PLC0415
-
-    if not isinstance(mha, (nn.MultiheadAttention, MultiheadAttention)):
-        raise TypeError(
+    if not _has_mha_parameters(mha):
+        raise InputTypeError(
             "mha: expected torch.nn.MultiheadAttention or attnlens.MultiheadAttention, "
             f"got {type(mha).__qualname__}"
         )
+    mha = cast("nn.MultiheadAttention", mha)  # same parameter names, either class
     in_proj_bias: torch.Tensor | None = mha.in_proj_bias
-    if mha.in_proj_weight is not None:
-        return split_packed(mha.in_proj_weight, in_proj_bias)
+    in_proj_weight: torch.Tensor | None = mha.in_proj_weight  # None in the separate layout
+    if in_proj_weight is not None:
+        return split_packed(in_proj_weight, in_proj_bias)
     return split_separate(
         check_tensor("mha.q_proj_weight", mha.q_proj_weight),
         check_tensor("mha.k_proj_weight", mha.k_proj_weight),
         check_tensor("mha.v_proj_weight", mha.v_proj_weight),
         in_proj_bias,
     )
+
+
+def _has_mha_parameters(mha: object) -> bool:
+    """A module with the projection parameters of :class:`torch.nn.MultiheadAttention`.
+
+    torch's class, :class:`attnlens.MultiheadAttention` (which keeps torch's parameter
+    names) and their subclasses. Checked by attribute, not by class, so that this low
+    layer does not import :mod:`attnlens.multihead`, which imports it.
+    """
+    return isinstance(mha, nn.Module) and all(hasattr(mha, name) for name in _MHA_PARAMETERS)
+
+
+_MHA_PARAMETERS = (
+    "in_proj_weight",
+    "q_proj_weight",
+    "k_proj_weight",
+    "v_proj_weight",
+    "in_proj_bias",
+)
 
 
 def split_packed(in_proj_weight: torch.Tensor, in_proj_bias: torch.Tensor | None) -> InProjection:
@@ -239,13 +265,13 @@ def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
     x = check_tensor("x", x)
     num_heads = check_positive_int("num_heads", num_heads)
     if x.dim() < 2:
-        raise ValueError(
+        raise InputValueError(
             f"x: expected at least 2 dimensions, (N, L, E) or (L, E), got shape "
             f"{format_shape(x.shape)}"
         )
     embed_dim = x.size(-1)
     if embed_dim % num_heads != 0:
-        raise ValueError(
+        raise InputValueError(
             f"num_heads: expected a divisor of E = x.shape[-1] = {embed_dim}, got {num_heads}"
         )
     x = x.view(*x.shape[:-1], num_heads, embed_dim // num_heads)  # (N, L, H, D)
@@ -285,7 +311,7 @@ def merge_heads(x: torch.Tensor) -> torch.Tensor:
     """
     x = check_tensor("x", x)
     if x.dim() < 3:
-        raise ValueError(
+        raise InputValueError(
             f"x: expected at least 3 dimensions, (N, H, L, D) or (H, L, D), got shape "
             f"{format_shape(x.shape)}"
         )
