@@ -19,7 +19,6 @@ import doctest
 import importlib
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -129,9 +128,7 @@ def test_in_proj_is_query_key_value_stacked(minilm: tuple[BertEncoder, Any], mod
         assert torch.equal(attention.out_proj.weight, dense)
         assert layer.norm1.eps == layer.norm2.eps == 1e-12
         assert not layer.norm_first
-    assert torch.equal(
-        model.word_embeddings.weight, tensors["embeddings.word_embeddings.weight"]
-    )
+    assert torch.equal(model.word_embeddings.weight, tensors["embeddings.word_embeddings.weight"])
 
 
 def test_in_proj_matches_hf_modules(minilm: tuple[BertEncoder, Any], hf_eager: Any):
@@ -181,9 +178,7 @@ def test_hidden_states_and_attention_match_hf(
         )
     tol = TOL[dtype]
     assert hidden.dtype == dtype
-    torch.testing.assert_close(
-        hidden[real], expected.last_hidden_state[real], rtol=0, atol=tol
-    )
+    torch.testing.assert_close(hidden[real], expected.last_hidden_state[real], rtol=0, atol=tol)
     assert len(cap.names) == len(expected.attentions) == 6
     for name, hf_weights in zip(cap.names, expected.attentions, strict=True):
         weights = cap.weights[name]  # (N, H, L, S)
@@ -223,7 +218,9 @@ def test_token_types_and_positions_matter(minilm: tuple[BertEncoder, Any]):
 
 def _corpus_pairs() -> list[tuple[str, str]]:
     paragraphs = english_paragraphs()
-    return [(" ".join(a), " ".join(b)) for a, b in zip(paragraphs[::2], paragraphs[1::2])]
+    return [
+        (" ".join(a), " ".join(b)) for a, b in zip(paragraphs[::2], paragraphs[1::2], strict=True)
+    ]
 
 
 def test_tokenizer_matches_hf(minilm: tuple[BertEncoder, Any], model_dir: Path):
@@ -263,7 +260,7 @@ def test_corpus_segments(minilm: tuple[BertEncoder, Any]):
         encoding = tokenizer.encode(a, b)
         assert "[UNK]" not in encoding.tokens
         lengths.append(len(encoding.ids))
-    assert 100 <= min(lengths)
+    assert min(lengths) >= 100
     assert max(lengths) <= 130
 
 
@@ -324,14 +321,14 @@ def test_core_does_not_import_optional_packages():
 
 @pytest.mark.parametrize("dtype", [torch.int64, "float32", None])
 def test_load_minilm_rejects_bad_dtype(dtype: Any):
-    with pytest.raises(TypeError, match="dtype: expected a floating torch.dtype"):
+    with pytest.raises(TypeError, match=r"dtype: expected a floating torch\.dtype"):
         load_minilm(dtype=dtype)
 
 
 @pytest.fixture(scope="module")
-def tiny() -> Iterator[BertEncoder]:
+def tiny() -> BertEncoder:
     torch.manual_seed(0)
-    yield BertEncoder(50, d_model=8, nhead=2, num_layers=1, dim_feedforward=16, max_positions=6)
+    return BertEncoder(50, d_model=8, nhead=2, num_layers=1, dim_feedforward=16, max_positions=6)
 
 
 @pytest.mark.parametrize(

@@ -83,7 +83,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from attnlens.headview import HeadView, head_view_html
     from attnlens.multihead import MultiheadAttention
     from attnlens.paper import PaperMultiheadAttention
-    from attnlens.pretrained import BertEncoder, load_minilm
     from attnlens.plot import plot_attention, plot_heads, plot_layers
+    from attnlens.pretrained import BertEncoder, load_minilm
     from attnlens.projections import InProjection, merge_heads, split_heads, split_in_proj
     from attnlens.rollout import attention_rollout

@@ -332,8 +332,9 @@ def load_minilm(*, dtype: torch.dtype = torch.float32) -> tuple[BertEncoder, Tok
     directory = Path(package.get_model_path())
     config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
     if config["hidden_act"] != "gelu" or config["position_embedding_type"] != "absolute":
-        raise ValueError(f"{directory / 'config.json'}: expected a BERT with GELU and absolute "
-                         "positions")
+        raise ValueError(
+            f"{directory / 'config.json'}: expected a BERT with GELU and absolute positions"
+        )
     model = BertEncoder(
         config["vocab_size"],
         d_model=config["hidden_size"],
