@@ -328,22 +328,25 @@ for k in range(n_layers):
     )
 
 # %%
-# MiniLM does not keep BERT-base's pattern with ``[SEP]``. No layer puts more than 2 % of
-# its attention on the two ``[SEP]`` tokens on average, and no head more than 7 %, about
-# what uniform attention would give; BERT-base puts over half of the attention of layers 6
-# to 10 there. ``[CLS]`` takes that role instead: about 30 % of the attention of layers 2
-# to 5 goes to it (one head of layer 2 gives it 72 %), against 1 % for uniform attention,
-# while the first layer hardly looks at it. Periods and commas receive about 10 % of the
-# attention in every layer, as much as their share of the tokens: the deep layers of
-# MiniLM do not single them out.
+# MiniLM does not keep BERT-base's pattern with ``[SEP]``. No layer puts 2.5 % of its
+# attention on the two ``[SEP]`` tokens on average, and no head 7 %, close to what uniform
+# attention would give (1.7 %); BERT-base puts over half of the attention of layers 6 to 10
+# there. ``[CLS]`` takes that role instead: about 30 % of the attention of layers 2 to 5
+# goes to it (one head of layer 2 gives it 72 %), against less than 1 % for uniform
+# attention, while the first layer hardly looks at it (3 %). Periods and commas receive 9 %
+# to 14 % of the attention in every layer, about their share of the tokens (11 %): the deep
+# layers of MiniLM do not single them out.
 
 assert by_layer["sep"].max() < 0.025
-assert stats["sep"].max() < 0.08
+assert stats["sep"].max() < 0.07
 assert by_layer["cls"][1:5].min() > 0.25
 assert abs(stats["cls"][1].max() - 0.72) < 0.01
-assert by_layer["cls"][0] < 0.05
+assert by_layer["cls"][0] < 0.035
 assert baseline["cls"] < 0.01
-assert (by_layer["punct"] - baseline["punct"]).abs().max() < 0.03
+assert abs(baseline["sep"] - 0.017) < 0.001
+assert by_layer["punct"].min() > 0.09
+assert by_layer["punct"].max() < 0.14
+assert abs(baseline["punct"] - 0.11) < 0.005
 
 # %%
 # Attention from [SEP]
@@ -353,16 +356,14 @@ assert (by_layer["punct"] - baseline["punct"]).abs().max() < 0.03
 # attention to ``[SEP]`` is high, ``[SEP]`` attends more than 90 % to itself and to the other
 # ``[SEP]``. They read attention to ``[SEP]`` as a *no-op*, a place for a head to put its
 # weight when its function does not apply. In MiniLM, ``[SEP]`` sends little to the two
-# ``[SEP]`` tokens: at most 27 % in one head of layer 1, 6 % or less on average per layer.
+# ``[SEP]`` tokens: at most 27 % in one head of layer 1, less than 6 % on average per layer.
 # In layer 2 it sends 39 % of its attention to ``[CLS]``. If this model has such a no-op
 # token, it is ``[CLS]``; the maps alone cannot prove that the weight there does nothing.
 
-for k in range(n_layers):
-    print(
-        f"l{k + 1}: sep->sep = {by_layer['sep_sep'][k]:.2f}  sep->cls = {by_layer['sep_cls'][k]:.2f}"
-    )
-assert stats["sep_sep"].max() < 0.3
-assert by_layer["sep_sep"].max() < 0.07
+for k, (to_sep, to_cls) in enumerate(zip(by_layer["sep_sep"], by_layer["sep_cls"], strict=True)):
+    print(f"l{k + 1}: sep->sep = {to_sep:.2f}  sep->cls = {to_cls:.2f}")
+assert abs(stats["sep_sep"].max() - 0.27) < 0.01
+assert by_layer["sep_sep"].max() < 0.06
 assert abs(by_layer["sep_cls"][1] - 0.39) < 0.01
 
 # %%
@@ -415,7 +416,7 @@ assert stats["prev"][0, 2] > 0.98
 assert abs(stats["next"][1, 8] - 0.61) < 0.01
 assert abs(stats["prev"][2, 11] - 0.36) < 0.01
 assert abs(stats["next"][2, 8] - 0.30) < 0.01
-assert stats["self"].max() < 0.14
+assert stats["self"].max() < 0.13
 
 # %%
 # Broad and focused heads: entropy
@@ -526,13 +527,13 @@ assert len(sdpa.attentions) == 0
 #      - all-MiniLM-L6-v2 (this page)
 #    * - Attention to ``[SEP]``
 #      - over 50 % in layers 6 to 10
-#      - 2 % or less in every layer; no head above 7 %
+#      - under 2.5 % in every layer; no head at 7 %
 #    * - Attention to ``[CLS]``
 #      - high in early heads
-#      - about 30 % in layers 2 to 5 (up to 72 % in one head); under 5 % in layer 1
+#      - about 30 % in layers 2 to 5 (up to 72 % in one head); 3 % in layer 1
 #    * - Attention to periods and commas
 #      - high in the last layers
-#      - about 10 % in every layer, their share of the tokens
+#      - 9 % to 14 % in every layer, about their share of the tokens (11 %)
 #    * - From ``[SEP]`` to ``[SEP]``
 #      - over 90 %
 #      - at most 27 % in one head; ``[SEP]`` attends to ``[CLS]`` instead (39 % in layer 2)
@@ -550,7 +551,7 @@ assert len(sdpa.attentions) == 0
 #      - 3.92 nats
 #
 # The distilled model keeps the position heads, the broad first layer and the broad ``[CLS]``
-# row at the end, and moves its "no-op" weight from ``[SEP]`` to ``[CLS]``. That is what the
-# maps show, measured on our corpus; whether the weight on ``[CLS]`` really does nothing is a
-# question for an intervention, not for another map (see
-# :doc:`/concepts/reading-attention-maps`).
+# row at the end, and puts on ``[CLS]`` the weight that BERT-base puts on ``[SEP]``. That is
+# what the maps show, measured on our corpus; whether the weight on ``[CLS]`` really does
+# nothing, as Clark et al. argued for ``[SEP]``, is a question for an intervention, not for
+# another map (see :doc:`/concepts/reading-attention-maps`).
