@@ -482,7 +482,8 @@ assert abs(by_layer["entropy_cls"][-1] - 3.92) < 0.01
 # attention weights itself and returns them with ``output_attentions=True``: they equal
 # every head that :func:`attnlens.capture_attention` recorded on the stock layers, and the
 # hidden states agree too. In its default ``sdpa`` mode it calls PyTorch's fused
-# ``scaled_dot_product_attention``: the same hidden states, but no weights at all.
+# ``scaled_dot_product_attention``: the same hidden states, but no weights at all
+# (``output_attentions=True`` gives an empty tuple in transformers 5).
 
 import transformers
 
