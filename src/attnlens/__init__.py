@@ -34,10 +34,13 @@ _EXPORTS: dict[str, str] = {
     "head_view_html": "headview",
     "HeadView": "headview",
     "use_cjk_font": "fonts",
+    "BertEncoder": "pretrained",
+    "load_minilm": "pretrained",
 }
 
 __all__ = [
     "AttentionCapture",
+    "BertEncoder",
     "HeadView",
     "InProjection",
     "MultiheadAttention",
@@ -46,6 +49,7 @@ __all__ = [
     "attention_rollout",
     "capture_attention",
     "head_view_html",
+    "load_minilm",
     "merge_heads",
     "multi_head_attention_forward",
     "plot_attention",
@@ -83,5 +87,6 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from attnlens.multihead import MultiheadAttention
     from attnlens.paper import PaperMultiheadAttention
     from attnlens.plot import plot_attention, plot_heads, plot_layers
+    from attnlens.pretrained import BertEncoder, load_minilm
     from attnlens.projections import InProjection, merge_heads, split_heads, split_in_proj
     from attnlens.rollout import attention_rollout
