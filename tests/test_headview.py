@@ -310,21 +310,32 @@ def test_hover_and_toggles_in_headless_chromium(tmp_path: Path) -> None:
                 )
                 return values
 
+            def expected(layer: int, heads: slice, query: int | None = None) -> list[float]:
+                w = weights[layer, heads] if query is None else weights[layer, heads, query]
+                values = np.round(w.numpy().ravel(), 4)
+                return sorted(values[values > 0].tolist())
+
+            # nothing hovered: every head's lines from every query, as BertViz shows them
             assert root.get_attribute("data-hover") is None
-            assert shown(root) == []
+            idle = shown(root)
+            assert len(idle) == len(expected(0, slice(None)))
+            np.testing.assert_allclose(sorted(idle), expected(0, slice(None)), atol=1e-3)
+            assert root.get_attribute("data-language") == "en"  # the document has no lang="ja"
             token = root.locator("span.attnlens-token[data-side='query'][data-index='2']")
             assert token.inner_text() == EVIL  # the token is text
             token.hover()
             assert root.get_attribute("data-hover") == "2"
             opacities = shown(root)
             assert len(opacities) == 3 * 5  # every head, every key
-            expected = sorted(np.round(weights[0, :, 2, :].numpy().ravel(), 4).tolist())
-            np.testing.assert_allclose(sorted(opacities), expected, atol=1e-3)
+            np.testing.assert_allclose(sorted(opacities), expected(0, slice(None), 2), atol=1e-3)
             assert other.get_attribute("data-hover") is None  # the views do not clash
-            assert shown(other) == []
+            assert len(shown(other)) == len(expected(0, slice(None)))
 
             root.locator("input.attnlens-head-toggle[data-head='0']").uncheck()
-            assert shown(root) == []  # the pointer left the token for the checkbox
+            # the pointer left the token for the checkbox: all lines of heads 1 and 2
+            assert root.get_attribute("data-hover") is None
+            np.testing.assert_allclose(sorted(shown(root)), expected(0, slice(1, None)), atol=1e-3)
+            assert shown(root, "0") == []
             token.hover()
             assert shown(root, "0") == []
             assert len(shown(root)) == 2 * 5
@@ -338,7 +349,7 @@ def test_hover_and_toggles_in_headless_chromium(tmp_path: Path) -> None:
             )
             page.mouse.move(890, 890)
             assert root.get_attribute("data-hover") is None
-            assert shown(root) == []
+            np.testing.assert_allclose(sorted(shown(root)), expected(1, slice(1, None)), atol=1e-3)
             # click pins a token until clicked again
             token.click()
             page.mouse.move(890, 890)
