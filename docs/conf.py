@@ -118,7 +118,8 @@ _PUBLIC = [
     "merge_heads", "multi_head_attention_forward", "MultiheadAttention",
     "PaperMultiheadAttention", "capture_attention", "AttentionCapture", "attention_rollout",
     "plot_attention", "plot_heads", "plot_layers", "head_view_html", "HeadView",
-    "load_minilm", "BertEncoder",
+    "load_minilm", "BertEncoder", "sdpa_weights",
+    "model_view_html", "ModelView", "neuron_view_html", "NeuronView",
 ]  # fmt: skip
 numpydoc_xref_aliases = {
     **{name: f"attnlens.{name}" for name in _PUBLIC},
@@ -181,7 +182,9 @@ sphinx_gallery_conf = {
     # tested elsewhere.
     "min_reported_time": float("inf"),
     "write_computation_times": False,
-    "first_notebook_cell": "%matplotlib inline",
+    # A downloaded notebook starts by installing what it needs (attnlens brings torch, numpy and
+    # matplotlib); README.md says how to install from a clone instead.
+    "first_notebook_cell": "%pip install attnlens\n%matplotlib inline",
     "promote_jupyter_magic": True,
     "show_signature": True,
     "line_numbers": False,

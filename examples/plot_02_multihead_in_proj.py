@@ -248,3 +248,17 @@ torch.testing.assert_close(averaged, attn.mean(dim=1))
 # - Each head is plain scaled dot-product attention in :math:`D = E / H` dimensions, scaled by
 #   :math:`1/\sqrt{D}`, and reproduces the module's per-head weights.
 # - Concatenating the heads' outputs and applying ``out_proj`` reproduces the module's output.
+
+# %%
+# One query, number by number: the neuron view
+# ---------------------------------------------
+#
+# With :math:`D = 2`, every number of a head fits on the screen. :func:`attnlens.neuron_view_html`
+# takes the per-head queries and keys, shape :math:`(N, H, L, D)`, and writes out, for one query
+# token, the products :math:`q_d k_d`, their sum :math:`q \cdot k`, the score
+# :math:`q \cdot k / \sqrt{D}` and the softmax over the keys. Choose the query token with the
+# buttons and the head with the menu. The weights it computes are the module's.
+
+neuron_view = attnlens.neuron_view_html(Q, K, tokens, batch_index=0)
+torch.testing.assert_close(torch.from_numpy(neuron_view.weights).float(), attn[0])
+neuron_view

@@ -319,3 +319,15 @@ assert predicted.tolist() == [0, 1, 1, 1]
 #   :doc:`/concepts/reading-attention-maps`.
 # - Look at many inputs, compare with uniform attention, and test what a map suggests by
 #   changing the input, as the last section did.
+
+# %%
+# Every head at once: the model view
+# ----------------------------------
+#
+# :func:`attnlens.model_view_html` draws every head of every layer as a small thumbnail, one
+# row per layer and one column per head, here for the Japanese sentence. Click a thumbnail, or
+# press Enter on it, to enlarge it with its tokens. Like the head view, it needs no network.
+
+model_view = attnlens.model_view_html(layers_ja, tokens_ja)
+assert model_view.shape == (n_layers, n_heads, len(tokens_ja), len(tokens_ja))
+model_view

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import shutil
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from viewtools import chromium_page, embedded, page_with, parse
 
 from attnlens.headview import HEAD_COLORS, HeadView, head_view_html
 
@@ -26,60 +23,6 @@ def _weights(*shape: int, seed: int = 0) -> torch.Tensor:
     return torch.softmax(2 * torch.randn(*shape, generator=generator), dim=-1)
 
 
-class _Collector(HTMLParser):
-    """Elements with their attributes, text per element, and script bodies."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.elements: list[tuple[str, dict[str, str | None]]] = []
-        self.scripts: list[str] = []
-        self.texts: dict[int, str] = {}
-        self._stack: list[int] = []
-        self._in_script = False
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.elements.append((tag, dict(attrs)))
-        if tag == "script":
-            self._in_script = True
-            self.scripts.append("")
-        if tag not in {"input", "br", "meta"}:
-            self._stack.append(len(self.elements) - 1)
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "script":
-            self._in_script = False
-        if self._stack and tag not in {"input", "br", "meta"}:
-            self._stack.pop()
-
-    def handle_data(self, data: str) -> None:
-        if self._in_script:
-            self.scripts[-1] += data
-        elif self._stack:
-            index = self._stack[-1]
-            self.texts[index] = self.texts.get(index, "") + data
-
-    def find(self, tag: str, cls: str) -> list[tuple[int, dict[str, str | None]]]:
-        return [
-            (i, attrs)
-            for i, (name, attrs) in enumerate(self.elements)
-            if name == tag and cls in (attrs.get("class") or "").split()
-        ]
-
-
-def _parse(markup: str) -> _Collector:
-    parser = _Collector()
-    parser.feed(markup)
-    parser.close()
-    return parser
-
-
-def _embedded_data(script: str) -> dict[str, Any]:
-    match = re.search(r"var data = (\{.*?\});\n", script)
-    assert match is not None
-    data: dict[str, Any] = json.loads(match.group(1))
-    return data
-
-
 # ------------------------------------------------------------------ structure
 
 
@@ -88,7 +31,7 @@ def test_structure_follows_the_dom_contract() -> None:
     view = head_view_html(weights, EN)
     assert isinstance(view, HeadView)
     assert view._repr_html_() == view.html
-    parsed = _parse(view.html)
+    parsed = parse(view.html)
     roots = parsed.find("div", "attnlens-headview")
     assert len(roots) == 1
     root_id = roots[0][1]["id"]
@@ -114,7 +57,7 @@ def test_structure_follows_the_dom_contract() -> None:
     # the script finds its own root and carries the weights
     (script,) = parsed.scripts
     assert f'document.getElementById("{root_id}")' in script
-    data = _embedded_data(script)
+    data = embedded(script)
     np.testing.assert_allclose(np.array(data["weights"])[0], weights.numpy(), atol=5e-5)
     assert data["colors"] == list(HEAD_COLORS[:3])
     assert data["queries"] == EN
@@ -146,7 +89,7 @@ def test_layers_menu_cross_attention_and_options() -> None:
         head_labels=["A", "<B>"],
     )
     assert view.shape == (3, 2, 3, 4)
-    parsed = _parse(view.html)
+    parsed = parse(view.html)
     (root,) = parsed.find("div", "attnlens-headview")
     assert root[1]["data-layer"] == "2"
     assert len(parsed.find("select", "attnlens-layer-select")) == 1
@@ -158,7 +101,7 @@ def test_layers_menu_cross_attention_and_options() -> None:
     assert "&lt;B&gt;" in view.html
     keys = [a for _, a in parsed.find("span", "attnlens-token") if a["data-side"] == "key"]
     assert len(keys) == 4
-    data = _embedded_data(parsed.scripts[0])
+    data = embedded(parsed.scripts[0])
     np.testing.assert_allclose(data["weights"][2], layers[2][1].numpy(), atol=5e-5)
     assert "var hover = null, pinned = null, layer = 2;" in parsed.scripts[0]
 
@@ -166,7 +109,7 @@ def test_layers_menu_cross_attention_and_options() -> None:
 def test_nan_rows_become_null() -> None:
     weights = _weights(1, 2, 2)
     weights[0, 1] = float("nan")  # a fully masked query row
-    data = _embedded_data(_parse(head_view_html(weights, ["a", "b"]).html).scripts[0])
+    data = embedded(parse(head_view_html(weights, ["a", "b"]).html).scripts[0])
     assert data["weights"][0][0][1] == [None, None]
 
 
@@ -179,7 +122,7 @@ def test_tokens_are_escaped_and_cannot_inject_markup() -> None:
     assert "<script>alert" not in markup
     assert "<img" not in markup
     assert "<b>bold" not in markup
-    parsed = _parse(markup)
+    parsed = parse(markup)
     # exactly one script element (ours), and no element the tokens could have created
     assert [tag for tag, _ in parsed.elements].count("script") == 1
     assert not [tag for tag, _ in parsed.elements if tag in {"b", "img"}]
@@ -189,7 +132,7 @@ def test_tokens_are_escaped_and_cannot_inject_markup() -> None:
     # the JSON in the script has no <, > or & and still decodes to the tokens
     (script,) = parsed.scripts
     assert "</" not in script
-    data = _embedded_data(script)
+    data = embedded(script)
     assert data["queries"] == TOKENS
     assert data["heads"][0] == EVIL
     match = re.search(r"var data = (\{.*?\});\n", script)
@@ -200,7 +143,7 @@ def test_tokens_are_escaped_and_cannot_inject_markup() -> None:
 
 def test_line_separators_are_escaped_in_the_script() -> None:
     view = head_view_html(_weights(1, 2, 2), ["a\u2028b", "c\u2029d"])
-    (script,) = _parse(view.html).scripts
+    (script,) = parse(view.html).scripts
     assert "\u2028" not in script
     assert "\u2029" not in script
 
@@ -251,24 +194,50 @@ def test_shape_and_argument_errors() -> None:
         head_view_html(_weights(2, 3, 3), EN[:3], head_labels=["a"])
 
 
+# ------------------------------------------------------------------ languages
+
+
+def test_labels_in_english_japanese_or_both() -> None:
+    weights = _weights(2, 2, 3, 3)  # (n_layers, H, L, S): a layer menu
+    english = head_view_html(weights, EN[:3], language="en")
+    japanese = head_view_html(weights, EN[:3], language="ja")
+    auto = head_view_html(weights, EN[:3])
+    assert auto.language == "auto"
+    assert 'aria-label="layer"' in english.html
+    assert 'aria-label="層"' in japanese.html
+    assert 'aria-label="ヘッド"' in japanese.html
+    for view, languages in ((english, {"en"}), (japanese, {"ja"}), (auto, {"en", "ja"})):
+        (script,) = parse(view.html).scripts
+        labels = embedded(script, "labels")
+        assert set(labels) == languages
+    assert embedded(parse(auto.html).scripts[0], "labels")["ja"]["layer"] == "層"
+    assert '<html lang="ja">' in japanese.to_document()
+    assert "<html>" in auto.to_document()  # "auto": the reader's browser decides
+    with pytest.raises(ValueError, match="language: expected 'auto', 'en' or 'ja', got 'fr'"):
+        head_view_html(weights, EN[:3], language="fr")
+
+
 # ------------------------------------------------------------------ real browser
 
-CHROMIUM = Path("/usr/bin/chromium")
 
-
-def _browser_page() -> Any:
-    if shutil.which(str(CHROMIUM)) is None:
-        reason = f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium)"
-        if os.environ.get("CI"):  # .ci/run installs it: a missing browser is a CI failure
-            pytest.fail(reason, pytrace=False)
-        pytest.skip(reason)
-    from playwright import sync_api  # in the test group
-
-    return sync_api
+@pytest.mark.parametrize(("lang", "expected"), [("ja", ("ja", "層")), ("en", ("en", "layer"))])
+def test_auto_language_follows_the_page_in_chromium(
+    tmp_path: Path, lang: str, expected: tuple[str, str]
+) -> None:
+    view = head_view_html(_weights(2, 2, 3, 3), EN[:3])
+    path = page_with(view.html, lang=lang, tmp_path=tmp_path)
+    with chromium_page(path) as (page, problems):
+        root = page.locator(f"#{view.element_id}")
+        assert root.get_attribute("data-language") == expected[0]
+        assert (
+            root.locator("select.attnlens-layer-select").get_attribute("aria-label")
+            == (expected[1])
+        )
+        assert root.locator(".attnlens-edge").count() == 2 * 3 * 3  # every line, nothing hovered
+    assert problems == []
 
 
 def test_hover_and_toggles_in_headless_chromium(tmp_path: Path) -> None:
-    sync_api = _browser_page()
     weights = _weights(2, 3, 5, 5)  # (n_layers, H, L, S)
     first = head_view_html(weights, TOKENS)
     second = head_view_html(weights[0], TOKENS)  # a second view on the same page
@@ -276,77 +245,66 @@ def test_hover_and_toggles_in_headless_chromium(tmp_path: Path) -> None:
     page_path.write_text(
         first.to_document().replace("</body>", second.html + "\n</body>"), encoding="utf-8"
     )
-    dialogs: list[str] = []
-    errors: list[str] = []
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
-        try:
-            page = browser.new_page(viewport={"width": 900, "height": 900})
-            page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-            page.goto(page_path.as_uri())
-            roots = page.locator("div.attnlens-headview")
-            assert roots.count() == 2
-            root = page.locator(f"#{first.element_id}")
-            other = page.locator(f"#{second.element_id}")
+    with chromium_page(page_path) as (page, problems):
+        roots = page.locator("div.attnlens-headview")
+        assert roots.count() == 2
+        root = page.locator(f"#{first.element_id}")
+        other = page.locator(f"#{second.element_id}")
 
-            def shown(where: Any, head: str | None = None) -> list[float]:
-                selector = ".attnlens-edge" + (f"[data-head='{head}']" if head else "")
-                values: list[float] = where.evaluate(
-                    f'el => Array.from(el.querySelectorAll("{selector}"))'
-                    ".map(e => parseFloat(getComputedStyle(e).opacity))"
-                    ".filter(o => o > 0)"
-                )
-                return values
-
-            assert root.get_attribute("data-hover") is None
-            assert shown(root) == []
-            token = root.locator("span.attnlens-token[data-side='query'][data-index='2']")
-            assert token.inner_text() == EVIL  # the token is text
-            token.hover()
-            assert root.get_attribute("data-hover") == "2"
-            opacities = shown(root)
-            assert len(opacities) == 3 * 5  # every head, every key
-            expected = sorted(np.round(weights[0, :, 2, :].numpy().ravel(), 4).tolist())
-            np.testing.assert_allclose(sorted(opacities), expected, atol=1e-3)
-            assert other.get_attribute("data-hover") is None  # the views do not clash
-            assert shown(other) == []
-
-            root.locator("input.attnlens-head-toggle[data-head='0']").uncheck()
-            assert shown(root) == []  # the pointer left the token for the checkbox
-            token.hover()
-            assert shown(root, "0") == []
-            assert len(shown(root)) == 2 * 5
-            root.locator("select.attnlens-layer-select").select_option(value="1")
-            assert root.get_attribute("data-layer") == "1"
-            token.hover()
-            np.testing.assert_allclose(
-                sorted(shown(root)),
-                sorted(np.round(weights[1, 1:, 2, :].numpy().ravel(), 4).tolist()),
-                atol=1e-3,
+        def shown(where: Any, head: str | None = None) -> list[float]:
+            selector = ".attnlens-edge" + (f"[data-head='{head}']" if head else "")
+            values: list[float] = where.evaluate(
+                f'el => Array.from(el.querySelectorAll("{selector}"))'
+                ".map(e => parseFloat(getComputedStyle(e).opacity))"
+                ".filter(o => o > 0)"
             )
-            page.mouse.move(890, 890)
-            assert root.get_attribute("data-hover") is None
-            assert shown(root) == []
-            # click pins a token until clicked again
-            token.click()
-            page.mouse.move(890, 890)
-            assert root.get_attribute("data-hover") == "2"
-            token.click()
-            page.mouse.move(890, 890)
-            assert root.get_attribute("data-hover") is None
-        finally:
-            browser.close()
-    assert dialogs == [], "a token's script ran"
-    assert errors == []
+            return values
+
+        def expected(layer: int, heads: slice, query: int | None = None) -> list[float]:
+            w = weights[layer, heads] if query is None else weights[layer, heads, query]
+            values = np.round(w.numpy().ravel(), 4)
+            return sorted(values[values > 0].tolist())
+
+        # nothing hovered: every head's lines from every query, as BertViz shows them
+        assert root.get_attribute("data-hover") is None
+        idle = shown(root)
+        assert len(idle) == len(expected(0, slice(None)))
+        np.testing.assert_allclose(sorted(idle), expected(0, slice(None)), atol=1e-3)
+        assert root.get_attribute("data-language") == "en"  # the document has no lang="ja"
+        token = root.locator("span.attnlens-token[data-side='query'][data-index='2']")
+        assert token.inner_text() == EVIL  # the token is text
+        token.hover()
+        assert root.get_attribute("data-hover") == "2"
+        opacities = shown(root)
+        assert len(opacities) == 3 * 5  # every head, every key
+        np.testing.assert_allclose(sorted(opacities), expected(0, slice(None), 2), atol=1e-3)
+        assert other.get_attribute("data-hover") is None  # the views do not clash
+        assert len(shown(other)) == len(expected(0, slice(None)))
+
+        root.locator("input.attnlens-head-toggle[data-head='0']").uncheck()
+        # the pointer left the token for the checkbox: all lines of heads 1 and 2
+        assert root.get_attribute("data-hover") is None
+        np.testing.assert_allclose(sorted(shown(root)), expected(0, slice(1, None)), atol=1e-3)
+        assert shown(root, "0") == []
+        token.hover()
+        assert shown(root, "0") == []
+        assert len(shown(root)) == 2 * 5
+        root.locator("select.attnlens-layer-select").select_option(value="1")
+        assert root.get_attribute("data-layer") == "1"
+        token.hover()
+        np.testing.assert_allclose(
+            sorted(shown(root)),
+            sorted(np.round(weights[1, 1:, 2, :].numpy().ravel(), 4).tolist()),
+            atol=1e-3,
+        )
+        page.mouse.move(890, 890)
+        assert root.get_attribute("data-hover") is None
+        np.testing.assert_allclose(sorted(shown(root)), expected(1, slice(1, None)), atol=1e-3)
+        # click pins a token until clicked again
+        token.click()
+        page.mouse.move(890, 890)
+        assert root.get_attribute("data-hover") == "2"
+        token.click()
+        page.mouse.move(890, 890)
+        assert root.get_attribute("data-hover") is None
+    assert problems == [], "a token's script ran, or the script failed"

@@ -33,6 +33,10 @@ _EXPORTS: dict[str, str] = {
     "plot_layers": "plot",
     "head_view_html": "headview",
     "HeadView": "headview",
+    "model_view_html": "modelview",
+    "ModelView": "modelview",
+    "neuron_view_html": "neuronview",
+    "NeuronView": "neuronview",
     "use_cjk_font": "fonts",
     "BertEncoder": "pretrained",
     "load_minilm": "pretrained",
@@ -43,7 +47,9 @@ __all__ = [
     "BertEncoder",
     "HeadView",
     "InProjection",
+    "ModelView",
     "MultiheadAttention",
+    "NeuronView",
     "PaperMultiheadAttention",
     "__version__",
     "attention_rollout",
@@ -51,7 +57,9 @@ __all__ = [
     "head_view_html",
     "load_minilm",
     "merge_heads",
+    "model_view_html",
     "multi_head_attention_forward",
+    "neuron_view_html",
     "plot_attention",
     "plot_heads",
     "plot_layers",
@@ -84,7 +92,9 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from attnlens.fonts import use_cjk_font
     from attnlens.functional import multi_head_attention_forward
     from attnlens.headview import HeadView, head_view_html
+    from attnlens.modelview import ModelView, model_view_html
     from attnlens.multihead import MultiheadAttention
+    from attnlens.neuronview import NeuronView, neuron_view_html
     from attnlens.paper import PaperMultiheadAttention
     from attnlens.plot import plot_attention, plot_heads, plot_layers
     from attnlens.pretrained import BertEncoder, load_minilm

@@ -1,10 +1,12 @@
 """An interactive, self-contained HTML view of per-head attention.
 
 `head_view_html` turns per-head weights into an HTML fragment: query tokens on the
-left, key tokens on the right. Hovering (or focusing, or clicking to pin) a query
-token draws one line per head from it to every key, coloured by head, its opacity
-the attention weight; small squares beside each key show the same weights head by
-head. Checkboxes choose the heads; with several layers a menu chooses the layer.
+left, key tokens on the right. With nothing hovered, every visible head's lines are
+drawn, from every query to every key, coloured by head, their opacity the attention
+weight (as BertViz does). Hovering (or focusing, or clicking to pin) a query token keeps
+only the lines from that token; small squares beside each key show its weights head by
+head. Checkboxes choose the heads; with several layers a menu chooses the layer. The
+menu's label is in English or Japanese (``language``; ``"auto"``: the page's language).
 
 The fragment carries its own ``<style>`` and ``<script>`` (no CDN, no external file),
 works offline, and several views can share one page: each has a unique id and all
@@ -17,54 +19,49 @@ DOM contract (relied on by browser tests)
 -----------------------------------------
 * root ``div.attnlens-headview`` with a unique ``id``;
 * tokens ``span.attnlens-token`` with ``data-side="query"|"key"`` and ``data-index="i"``;
-* hovering query token ``i`` sets the root attribute ``data-hover="i"`` and draws
-  ``line.attnlens-edge`` elements (``data-head``, ``data-query``, ``data-key``) of non-zero
-  opacity for the visible heads only; leaving removes them and the attribute;
+* with nothing hovered or pinned, the root has no ``data-hover`` and ``line.attnlens-edge``
+  elements (``data-head``, ``data-query``, ``data-key``) are drawn for every query, key and
+  visible head whose weight is above zero, with that weight as opacity;
+* hovering query token ``i`` sets the root attribute ``data-hover="i"`` and keeps only the
+  edges from query ``i`` (visible heads only); leaving restores the full view;
 * head toggles ``input.attnlens-head-toggle[data-head="h"]`` (checkboxes, ``h`` from 0);
 * per-head cells ``span.attnlens-cell[data-head="h"][data-key="j"]`` beside each key;
 * with several layers, ``select.attnlens-layer-select``; the root's ``data-layer`` holds
-  the layer shown.
+  the layer shown;
+* the root's ``data-language`` is the language of the labels, chosen when the view loads.
 """
 
 from __future__ import annotations
 
 import html
-import json
-import re
-import uuid
 from collections.abc import Mapping, Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
-import torch
 
-if TYPE_CHECKING:
-    import os
-
-    from numpy.typing import ArrayLike, NDArray
-
-__all__ = ["HEAD_COLORS", "HeadView", "head_view_html"]
-
-#: Weights for one layer (H, L, S) or several (n_layers, H, L, S): tensor or array-like.
-WeightsLike = Union[torch.Tensor, "ArrayLike"]
-
-#: Colour of head ``h`` is ``HEAD_COLORS[h % len(HEAD_COLORS)]`` (matplotlib's tab10).
-HEAD_COLORS: tuple[str, ...] = (
-    "#1f77b4",
-    "#ff7f0e",
-    "#2ca02c",
-    "#d62728",
-    "#9467bd",
-    "#8c564b",
-    "#e377c2",
-    "#7f7f7f",
-    "#bcbd22",
-    "#17becf",
+from attnlens._html import (
+    HEAD_COLORS,
+    L10N_JS,
+    HtmlView,
+    WeightsLike,
+    check_element_id,
+    check_language,
+    check_tokens,
+    embedded_labels,
+    json_for_script,
+    l10n_attrs,
+    replace_nan,
+    stack_layers,
 )
 
+__all__ = ["HEAD_COLORS", "HEAD_VIEW_LABELS", "HeadView", "head_view_html"]
+
 _SUBSCRIPTS = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
-_ID_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
+
+#: The view's labels in each language (``{0}`` is a 1-based number).
+HEAD_VIEW_LABELS: dict[str, dict[str, str]] = {
+    "en": {"layer": "layer", "heads": "heads", "tokens": "query tokens"},
+    "ja": {"layer": "層", "heads": "ヘッド", "tokens": "クエリのトークン"},
+}
 
 _CSS = """
 .attnlens-headview{font-family:inherit;color:inherit;margin:0.5em 0;line-height:1.3}
@@ -102,6 +99,7 @@ _JS = """
   if (!root || root.getAttribute("data-ready") === "1") { return; }
   root.setAttribute("data-ready", "1");
   var data = %(data)s;
+  var labels = %(labels)s;
   var NS = "http://www.w3.org/2000/svg";
   var svg = root.querySelector("svg.attnlens-edges");
   var queries = root.querySelectorAll('.attnlens-token[data-side="query"]');
@@ -112,7 +110,7 @@ _JS = """
   var qcol = root.querySelector(".attnlens-queries");
   var kcol = root.querySelector(".attnlens-keys");
   var hover = null, pinned = null, layer = %(layer)d;
-
+%(l10n)s
   function visibleHeads() {
     var shown = [];
     for (var t = 0; t < toggles.length; t++) {
@@ -141,40 +139,47 @@ _JS = """
       cells[c].setAttribute("title", i === null ? "" :
         data.heads[h0] + ": " + data.queries[i] + " \\u2192 " + data.keys[j0] + "  " + fmt(w0));
     }
-    if (i === null) { root.removeAttribute("data-hover"); return; }
-    root.setAttribute("data-hover", String(i));
+    if (i === null) { root.removeAttribute("data-hover"); }
+    else { root.setAttribute("data-hover", String(i)); }
     var height = Math.max(qcol.offsetHeight, kcol.offsetHeight);
     svg.setAttribute("height", String(height));
     svg.style.height = height + "px";
     var box = svg.getBoundingClientRect();
     var width = box.width;
-    var qr = queries[i].getBoundingClientRect();
-    var y1 = (qr.top + qr.bottom) / 2 - box.top;
     var nh = data.heads.length;
-    for (var h = 0; h < nh; h++) {
-      if (!shown[h]) { continue; }
-      var offset = (h - (nh - 1) / 2) * 1.5;
-      for (var j = 0; j < keys.length; j++) {
-        var w = weight(h, i, j);
-        if (!(w > 0)) { continue; }
-        var kr = keys[j].getBoundingClientRect();
-        var y2 = (kr.top + kr.bottom) / 2 - box.top;
-        var line = document.createElementNS(NS, "line");
-        line.setAttribute("class", "attnlens-edge");
-        line.setAttribute("data-head", String(h));
-        line.setAttribute("data-query", String(i));
-        line.setAttribute("data-key", String(j));
-        line.setAttribute("x1", "2");
-        line.setAttribute("y1", String(y1 + offset));
-        line.setAttribute("x2", String(width - 2));
-        line.setAttribute("y2", String(y2 + offset));
-        line.setAttribute("stroke", data.colors[h]);
-        line.style.opacity = String(Math.min(1, w));
-        var tip = document.createElementNS(NS, "title");
-        tip.textContent = data.heads[h] + ": " + data.queries[i] + " \\u2192 " + data.keys[j] +
-          "  " + fmt(w);
-        line.appendChild(tip);
-        svg.appendChild(line);
+    var ky = [];
+    for (var k = 0; k < keys.length; k++) {
+      var kr = keys[k].getBoundingClientRect();
+      ky.push((kr.top + kr.bottom) / 2 - box.top);
+    }
+    // nothing hovered: every query's lines, as BertViz does; else only those of query i
+    for (var q0 = (i === null ? 0 : i); q0 < (i === null ? queries.length : i + 1); q0++) {
+      var qr = queries[q0].getBoundingClientRect();
+      var y1 = (qr.top + qr.bottom) / 2 - box.top;
+      for (var h = 0; h < nh; h++) {
+        if (!shown[h]) { continue; }
+        var offset = (h - (nh - 1) / 2) * 1.5;
+        for (var j = 0; j < keys.length; j++) {
+          var w = weight(h, q0, j);
+          if (!(w > 0)) { continue; }
+          var y2 = ky[j];
+          var line = document.createElementNS(NS, "line");
+          line.setAttribute("class", "attnlens-edge");
+          line.setAttribute("data-head", String(h));
+          line.setAttribute("data-query", String(q0));
+          line.setAttribute("data-key", String(j));
+          line.setAttribute("x1", "2");
+          line.setAttribute("y1", String(y1 + offset));
+          line.setAttribute("x2", String(width - 2));
+          line.setAttribute("y2", String(y2 + offset));
+          line.setAttribute("stroke", data.colors[h]);
+          line.style.opacity = String(Math.min(1, w));
+          var tip = document.createElementNS(NS, "title");
+          tip.textContent = data.heads[h] + ": " + data.queries[q0] + " \\u2192 " +
+            data.keys[j] + "  " + fmt(w);
+          line.appendChild(tip);
+          svg.appendChild(line);
+        }
       }
     }
   }
@@ -203,107 +208,14 @@ _JS = """
       draw();
     });
   }
-  window.addEventListener("resize", function () {
-    if (hover !== null || pinned !== null) { draw(); }
-  });
+  window.addEventListener("resize", draw);
+  window.addEventListener("load", draw);
+  draw();
 })();
 """
 
 
-def _json_for_script(value: object) -> str:
-    """JSON safe to embed in ``<script>``: no ``<``, ``>``, ``&`` or line separators."""
-    text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    return (
-        text.replace("<", "\\u003c")
-        .replace(">", "\\u003e")
-        .replace("&", "\\u0026")
-        .replace("\u2028", "\\u2028")
-        .replace("\u2029", "\\u2029")
-    )
-
-
-def _to_numpy(weights: object, name: str) -> NDArray[np.float64]:
-    if isinstance(weights, torch.Tensor):
-        if weights.is_nested:
-            raise TypeError(f"{name}: expected a dense tensor, got a nested tensor")
-        return weights.detach().to(device="cpu", dtype=torch.float64).numpy()
-    try:
-        return np.asarray(weights, dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise TypeError(
-            f"{name}: expected a torch.Tensor or array of numbers, got {type(weights).__name__}"
-        ) from err
-
-
-def _layers(weights: object, batch_index: int | None) -> NDArray[np.float64]:
-    """Return weights as (n_layers, H, L, S)."""
-    if isinstance(weights, Mapping) or (
-        isinstance(weights, Sequence)
-        and not isinstance(weights, str)
-        and weights
-        and all(isinstance(w, torch.Tensor | np.ndarray) for w in weights)
-    ):
-        items = list(weights.values()) if isinstance(weights, Mapping) else list(weights)
-        if not items:
-            raise ValueError("weights: expected at least one layer, got none")
-        arrays = [
-            _one_layer(_to_numpy(w, f"weights[{k}]"), batch_index, f"weights[{k}]")
-            for k, w in enumerate(items)
-        ]
-        for k, array in enumerate(arrays[1:], start=1):
-            if array.shape != arrays[0].shape:
-                raise ValueError(
-                    f"weights[{k}]: expected shape (H, L, S) = {arrays[0].shape} like layer 0, "
-                    f"got {array.shape}"
-                )
-        return np.stack(arrays)  # (n_layers, H, L, S)
-    array = _to_numpy(weights, "weights")
-    if batch_index is not None:
-        # (N, H, L, S) -> (H, L, S), or (n_layers, N, H, L, S) -> (n_layers, H, L, S)
-        if array.ndim == 4:
-            return _one_layer(array, batch_index, "weights")[None]
-        if array.ndim == 5:
-            return np.stack([_one_layer(a, batch_index, "weights") for a in array])
-        raise ValueError(
-            "weights: with batch_index expected shape (N, H, L, S) or (n_layers, N, H, L, S), "
-            f"got {tuple(array.shape)}"
-        )
-    if array.ndim == 3:
-        return array[None]  # (1, H, L, S)
-    if array.ndim == 4:
-        return array
-    raise ValueError(
-        "weights: expected shape (H, L, S) or (n_layers, H, L, S), "
-        f"got {tuple(array.shape)}; for a batch pass batch_index"
-    )
-
-
-def _one_layer(array: NDArray[np.float64], batch_index: int | None, name: str) -> NDArray[Any]:
-    if batch_index is not None:
-        if array.ndim != 4:
-            raise ValueError(
-                f"{name}: with batch_index expected shape (N, H, L, S), got {tuple(array.shape)}"
-            )
-        n = array.shape[0]
-        if not -n <= batch_index < n:
-            raise ValueError(f"batch_index: expected an index in [{-n}, {n}), got {batch_index}")
-        array = array[batch_index]
-    if array.ndim != 3:
-        raise ValueError(f"{name}: expected shape (H, L, S), got {tuple(array.shape)}")
-    return array
-
-
-def _tokens(
-    tokens: Sequence[str], expected: int, name: str, what: str, noun: str = "tokens"
-) -> list[str]:
-    if isinstance(tokens, str) or not isinstance(tokens, Sequence):
-        raise TypeError(f"{name}: expected a sequence of str, got {type(tokens).__name__}")
-    if len(tokens) != expected:
-        raise ValueError(f"{name}: expected {expected} {noun} ({what}), got {len(tokens)}")
-    return [str(token) for token in tokens]
-
-
-class HeadView:
+class HeadView(HtmlView):
     """An interactive head view: HTML that Jupyter and sphinx-gallery embed.
 
     Created by `head_view_html`. Display it in a notebook (``_repr_html_``), get
@@ -319,60 +231,26 @@ class HeadView:
         ``(n_layers, H, L, S)`` of the weights shown.
     title : str
         Title of the standalone page written by `save`.
+    language : {"auto", "en", "ja"}, default "auto"
+        Language of the labels; with ``"auto"`` the page's ``<html lang>`` decides.
     """
 
     def __init__(
-        self, fragment: str, element_id: str, shape: tuple[int, int, int, int], title: str
+        self,
+        fragment: str,
+        element_id: str,
+        shape: tuple[int, int, int, int],
+        title: str,
+        language: str = "auto",
     ) -> None:
-        self._fragment = fragment
-        self.element_id = element_id
+        super().__init__(fragment, element_id, title, language)
         self.shape = shape
-        self.title = title
-
-    @property
-    def html(self) -> str:
-        """The HTML fragment (str)."""
-        return self._fragment
-
-    def _repr_html_(self) -> str:
-        return self._fragment
-
-    def __html__(self) -> str:
-        """The fragment, for template engines that honour ``__html__`` (Jinja2, Markupsafe)."""
-        return self._fragment
 
     def __repr__(self) -> str:
         layers, heads, rows, cols = self.shape
         return (
             f"HeadView(id={self.element_id!r}, layers={layers}, heads={heads}, L={rows}, S={cols})"
         )
-
-    def to_document(self) -> str:
-        """Return a standalone HTML document (doctype, UTF-8 charset) holding the view."""
-        return (
-            '<!DOCTYPE html>\n<html>\n<head>\n<meta charset="utf-8">\n'
-            '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-            f"<title>{html.escape(self.title)}</title>\n"
-            '</head>\n<body style="font-family:sans-serif">\n'
-            f"{self._fragment}\n</body>\n</html>\n"
-        )
-
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the view as a standalone HTML file (UTF-8) that works offline.
-
-        Parameters
-        ----------
-        path : str or os.PathLike
-            File to write (overwritten if it exists).
-
-        Returns
-        -------
-        pathlib.Path
-            The path written.
-        """
-        target = Path(path)
-        target.write_text(self.to_document(), encoding="utf-8")
-        return target
 
 
 def head_view_html(
@@ -389,6 +267,7 @@ def head_view_html(
     element_id: str | None = None,
     width: int = 160,
     decimals: int = 4,
+    language: str = "auto",
 ) -> HeadView:
     """Build an interactive per-head attention view (self-contained HTML).
 
@@ -421,6 +300,10 @@ def head_view_html(
         Width in pixels of the band where the edges are drawn.
     decimals : int, default 4
         Weights are rounded to this many decimals in the embedded data.
+    language : {"auto", "en", "ja"}, default "auto"
+        Language of the view's labels (the layer menu's accessible name, for example).
+        ``"auto"`` embeds both and uses the page's language (``<html lang>``) when the
+        view loads, so one view serves an English and a Japanese page.
 
     Returns
     -------
@@ -431,9 +314,14 @@ def head_view_html(
     ------
     ValueError
         If ``weights`` does not have one of the shapes above, the tokens or labels
-        do not match it, or ``layer``, ``heads``, ``element_id`` are invalid.
+        do not match it, or ``layer``, ``heads``, ``element_id``, ``language`` are invalid.
     TypeError
         If the tokens are a bare str or the weights are not numeric.
+
+    See Also
+    --------
+    model_view_html : every head of every layer at once.
+    neuron_view_html : how one query's weights are computed from q and k.
 
     Notes
     -----
@@ -455,26 +343,27 @@ def head_view_html(
     >>> path.name
     'head_view.html'
     """
-    stacked = _layers(weights, batch_index)  # (n_layers, H, L, S)
+    language = check_language(language)
+    stacked = stack_layers(weights, batch_index)  # (n_layers, H, L, S)
     n_layers, n_heads, rows, cols = (int(d) for d in stacked.shape)
-    query_tokens = _tokens(tokens, rows, "tokens", f"L = weights.shape[-2] = {rows}")
+    query_tokens = check_tokens(tokens, rows, "tokens", f"L = weights.shape[-2] = {rows}")
     if key_tokens is None:
         if rows != cols:
             raise ValueError(
                 f"key_tokens: required when L != S, weights have (L, S) = ({rows}, {cols})"
             )
         key_tokens = tokens
-    keys = _tokens(key_tokens, cols, "key_tokens", f"S = weights.shape[-1] = {cols}")
+    keys = check_tokens(key_tokens, cols, "key_tokens", f"S = weights.shape[-1] = {cols}")
     if head_labels is None:
         head_text = [f"h{h + 1}" for h in range(n_heads)]
         head_markup = [f"<i>h</i><sub>{h + 1}</sub>" for h in range(n_heads)]
     else:
-        head_text = _tokens(head_labels, n_heads, "head_labels", f"H = {n_heads}", "labels")
+        head_text = check_tokens(head_labels, n_heads, "head_labels", f"H = {n_heads}", "labels")
         head_markup = [html.escape(label) for label in head_text]
     if layer_labels is None:
         layer_text = [f"ℓ{k + 1}".translate(_SUBSCRIPTS) for k in range(n_layers)]
     else:
-        layer_text = _tokens(
+        layer_text = check_tokens(
             layer_labels, n_layers, "layer_labels", f"n_layers = {n_layers}", "labels"
         )
     if not -n_layers <= layer < n_layers:
@@ -485,35 +374,37 @@ def head_view_html(
         if not 0 <= h < n_heads:
             raise ValueError(f"heads: expected head indices in [0, {n_heads}), got {h}")
         checked.add(h)
-    if element_id is None:
-        element_id = f"attnlens-hv-{uuid.uuid4().hex[:12]}"
-    elif not _ID_PATTERN.fullmatch(element_id):
-        raise ValueError(
-            f"element_id: expected letters, digits, '-' or '_' starting with a letter, "
-            f"got {element_id!r}"
-        )
+    element_id = check_element_id(element_id, "attnlens-hv")
     if width < 20:
         raise ValueError(f"width: expected at least 20 pixels, got {width}")
 
     data = {
-        "weights": _replace_nan(np.round(stacked, decimals).tolist()),
+        "weights": replace_nan(np.round(stacked, decimals).tolist()),
         "colors": [HEAD_COLORS[h % len(HEAD_COLORS)] for h in range(n_heads)],
         "heads": head_text,
         "queries": query_tokens,
         "keys": keys,
     }
     esc = html.escape
+    initial = "en" if language == "auto" else language
+    heads_group = l10n_attrs(HEAD_VIEW_LABELS, language, "heads")
     parts: list[str] = [
-        f'<div class="attnlens-headview" id="{element_id}" data-layer="{layer}">',
+        (
+            f'<div class="attnlens-headview" id="{element_id}" data-layer="{layer}" '
+            f'data-language-setting="{language}" data-language="{initial}">'
+        ),
         f"<style>{_CSS}</style>",
-        '<div class="attnlens-controls">',
+        f'<div class="attnlens-controls" role="group" {heads_group}>',
     ]
     if n_layers > 1:
         options = "".join(
             f'<option value="{k}"{" selected" if k == layer else ""}>{esc(label)}</option>'
             for k, label in enumerate(layer_text)
         )
-        parts.append(f'<select class="attnlens-layer-select" aria-label="layer">{options}</select>')
+        parts.append(
+            f'<select class="attnlens-layer-select" '
+            f"{l10n_attrs(HEAD_VIEW_LABELS, language, 'layer')}>{options}</select>"
+        )
     for h in range(n_heads):
         color = HEAD_COLORS[h % len(HEAD_COLORS)]
         parts.append(
@@ -525,7 +416,10 @@ def head_view_html(
         )
     parts.append("</div>")
     parts.append('<div class="attnlens-body">')
-    parts.append('<div class="attnlens-column attnlens-queries">')
+    parts.append(
+        f'<div class="attnlens-column attnlens-queries" role="group" '
+        f"{l10n_attrs(HEAD_VIEW_LABELS, language, 'tokens')}>"
+    )
     parts.extend(
         f'<div class="attnlens-row"><span class="attnlens-token" data-side="query" '
         f'data-index="{i}" tabindex="0">{esc(token)}</span></div>'
@@ -549,19 +443,12 @@ def head_view_html(
         )
     parts.append("</div></div>")
     script = _JS % {
-        "id": _json_for_script(element_id),
-        "data": _json_for_script(data),
+        "id": json_for_script(element_id),
+        "data": json_for_script(data),
+        "labels": json_for_script(embedded_labels(HEAD_VIEW_LABELS, language)),
         "layer": layer,
+        "l10n": L10N_JS,
     }
     parts.append(f"<script>{script}</script>")
     parts.append("</div>")
-    return HeadView("\n".join(parts), element_id, (n_layers, n_heads, rows, cols), title)
-
-
-def _replace_nan(value: Any) -> Any:
-    """Replace NaN (e.g. fully masked rows) by None so that the data is valid JSON."""
-    if isinstance(value, list):
-        return [_replace_nan(item) for item in value]
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
+    return HeadView("\n".join(parts), element_id, (n_layers, n_heads, rows, cols), title, language)
