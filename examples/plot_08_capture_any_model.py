@@ -209,7 +209,7 @@ assert torch.equal(outputs.last_hidden_state, plain.last_hidden_state)
 # implementations):
 
 real = attention_mask.bool()  # (N, L): the query rows that are not padding
-for layer, (mine, theirs) in enumerate(zip(outputs.attentions, reference.attentions)):
+for layer, (mine, theirs) in enumerate(zip(outputs.attentions, reference.attentions, strict=True)):
     gap = (mine - theirs).transpose(1, 2)[real].abs().max().item()  # (rows, H, S)
     print(f"layer {layer}: max |sdpa + attnlens - eager| = {gap:.1e}")
     assert gap < 1e-6

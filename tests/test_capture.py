@@ -677,7 +677,9 @@ def test_detach_false_keeps_the_graph() -> None:
 def test_model_without_attention() -> None:
     model = nn.Sequential(nn.Linear(4, 4), nn.ReLU())
     with (
-        pytest.raises(ValueError, match=r"found no attention to capture in Sequential.*Supported are"),
+        pytest.raises(
+            ValueError, match=r"found no attention to capture in Sequential.*Supported are"
+        ),
         capture_attention(model),
     ):
         pass  # pragma: no cover

@@ -73,7 +73,11 @@ def vit() -> tuple[Any, Callable[[], dict[str, torch.Tensor]], str]:
     # transformers 5.x renamed ViT's layers (encoder.layer.N.attention.attention before)
     model = transformers.ViTModel._from_config(copy.deepcopy(config))
     names = {name for name, _ in model.named_modules()}
-    pattern = "layers.{}.attention" if "layers.0.attention" in names else "encoder.layer.{}.attention.attention"
+    pattern = (
+        "layers.{}.attention"
+        if "layers.0.attention" in names
+        else "encoder.layer.{}.attention.attention"
+    )
     return config, transformers.ViTModel, pattern
 
 
@@ -213,13 +217,13 @@ class KernelInputs(TorchFunctionMode):
         super().__init__()
         self.calls: list[tuple[torch.Tensor, torch.Tensor, bool]] = []
 
-    def __torch_function__(
-        self, func: Any, types: Any, args: Any = (), kwargs: Any = None
-    ) -> Any:
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
         if func is F.scaled_dot_product_attention:
             q, k = args[0], args[1]
-            self.calls.append((q.detach().clone(), k.detach().clone(), kwargs.get("is_causal", False)))
+            self.calls.append(
+                (q.detach().clone(), k.detach().clone(), kwargs.get("is_causal", False))
+            )
         return func(*args, **kwargs)
 
 

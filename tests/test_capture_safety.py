@@ -77,11 +77,9 @@ def test_vmap_runs_inside_the_block_and_warns_that_it_records_nothing(
         return torch.func.vmap(lambda xi: mha(xi, xi, xi, need_weights=False)[0])(x)
 
     expected = run()
-    with (
-        capture_attention(mha) as cap,
-        pytest.warns(RuntimeWarning, match=r"torch\.func transform"),
-    ):
-        got = run()
+    with capture_attention(mha) as cap:
+        with pytest.warns(RuntimeWarning, match=r"torch\.func transform"):
+            got = run()
         mha(x, x, x)  # outside the transform: recorded
     assert torch.equal(got, expected)
     assert [tuple(w.shape) for _, w in cap.calls] == [(3, 2, 4, 4)]
@@ -96,7 +94,7 @@ def run_threads(*workers: Any) -> None:
     def guard(work: Any) -> None:
         try:
             work()
-        except BaseException as error:  # pragma: no cover - reported below
+        except BaseException as error:  # noqa: BLE001  # pragma: no cover - reported below
             errors.append(error)
 
     threads = [threading.Thread(target=guard, args=(w,)) for w in workers]
@@ -164,9 +162,8 @@ def test_threads_mixing_grad_modes_lose_no_call() -> None:
     with capture_attention(encoder) as cap:
         run_threads(in_mode(torch.no_grad), in_mode(torch.enable_grad))
     assert len(cap.calls) == 2 * calls * 2
-    with torch.no_grad():
-        with capture_attention(encoder) as single:
-            encoder(x)
+    with torch.no_grad(), capture_attention(encoder) as single:
+        encoder(x)
     for name, weights in cap.calls:
         torch.testing.assert_close(weights, single.weights[name])
 

@@ -54,7 +54,9 @@ def sdpa_calls(draw: st.DrawFn) -> dict[str, Any]:
 def build(c: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
     torch.manual_seed(c["seed"])
     dtype, lead = c["dtype"], c["lead"]
-    q = torch.randn(*lead, c["heads"], c["L"], c["E"], dtype=dtype, requires_grad=c["requires_grad"])
+    q = torch.randn(
+        *lead, c["heads"], c["L"], c["E"], dtype=dtype, requires_grad=c["requires_grad"]
+    )
     k = torch.randn(*lead, c["kv_heads"], c["S"], c["E"], dtype=dtype)
     v = torch.randn(*lead, c["kv_heads"], c["S"], c["Ev"], dtype=dtype)
     kwargs: dict[str, Any] = {"scale": c["scale"]}
@@ -98,8 +100,9 @@ def test_fully_masked_rows_are_zero_like_sdpas_output() -> None:
     keep[1] = False
     weights = sdpa_weights(q, k, attn_mask=keep)
     assert torch.equal(weights[..., 1, :], torch.zeros(1, 2, 5))
-    assert torch.equal(F.scaled_dot_product_attention(q, k, v, attn_mask=keep)[..., 1, :], 
-                       torch.zeros(1, 2, 4))
+    assert torch.equal(
+        F.scaled_dot_product_attention(q, k, v, attn_mask=keep)[..., 1, :], torch.zeros(1, 2, 4)
+    )
 
 
 def test_causal_is_top_left_aligned_when_lengths_differ() -> None:

@@ -374,7 +374,7 @@ def _refuse_compiled(model: nn.Module) -> None:
                 f"model: the {where} compiled with torch.compile; capture_attention cannot keep "
                 "a compiled model's outputs unchanged (the compiler would trace the capture "
                 "too). Capture and call the uncompiled model instead: "
-                f"capture_attention({'model' if not name else name}._orig_mod)."
+                f"capture_attention({name or 'model'}._orig_mod)."
             )
 
 
@@ -390,9 +390,7 @@ def _candidates(model: nn.Module) -> list[tuple[str, nn.Module]]:
     contains_mha = {id(m) for _, m in named if any(isinstance(c, mha) for c in m.modules())}
     found: list[tuple[str, nn.Module]] = []
     for name, module in named:
-        if isinstance(module, mha):
-            found.append((name, module))
-        elif (
+        if isinstance(module, mha) or (
             _looks_like_attention(module)
             and id(module) not in contains_mha
             and not any(
@@ -429,16 +427,16 @@ def _select(
             "under another class name can be named with modules=."
         )
     if modules is None:
-        return tuple(n for n, _ in capturable), lambda name, module: True
+        return tuple(n for n, _ in capturable), _select_all
     if callable(modules):
-        predicate = modules
-        selected = [(n, m) for n, m in capturable if predicate(n, m)]
+        chooses = modules
+        selected = [(n, m) for n, m in capturable if chooses(n, m)]
         if not selected and capturable:
             raise ValueError(
                 "modules: the predicate selected none of the model's attention modules "
                 f"{[n for n, _ in capturable]}"
             )
-        return tuple(n for n, _ in selected), predicate
+        return tuple(n for n, _ in selected), chooses
     patterns = _patterns(modules)
     names = [n for n, _ in capturable]
     all_modules = dict(model.named_modules())
@@ -464,10 +462,14 @@ def _select(
         )
     listed = tuple(n for n in all_modules if n in chosen or n in extra)
 
-    def predicate(name: str, module: nn.Module) -> bool:
+    def predicate(name: str, module: nn.Module) -> bool:  # noqa: ARG001 (a selector's signature)
         return name in chosen or name in extra
 
     return listed, predicate
+
+
+def _select_all(name: str, module: nn.Module) -> bool:  # noqa: ARG001 (a selector's signature)
+    return True
 
 
 def _patterns(modules: str | Iterable[str]) -> list[str]:
@@ -608,18 +610,18 @@ class _Dispatcher:
     def _run(self, state: _ThreadState, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         module = self.module
         if not self.suspends_mode:
-            return module._call_impl(*args, **kwargs)
+            return _call(module, args, kwargs)
         with _mode_suspended():
             if self.is_attention:
                 calls = state.attention_calls
                 calls[id(module)] = calls.get(id(module), 0) + 1
-                result = module._call_impl(*args, **kwargs)
+                result = _call(module, args, kwargs)
                 _record_attention_call(module, self.bind(args, kwargs), result, state)
                 return result
             if self.is_layer:
                 self_attn = module.self_attn
                 before = state.attention_calls.get(id(self_attn), 0)
-                result = module._call_impl(*args, **kwargs)
+                result = _call(module, args, kwargs)
                 if state.attention_calls.get(id(self_attn), 0) == before:
                     # self_attn was not called: the fused _transformer_encoder_layer_fwd ran
                     self._record_fast_path(args, kwargs, state)
@@ -628,14 +630,15 @@ class _Dispatcher:
                 src = self.bind(args, kwargs)["src"]
                 length = None
                 if isinstance(src, torch.Tensor) and not src.is_nested and src.dim() == 3:
-                    batch_first = bool(getattr(module.layers[0].self_attn, "batch_first", False))
+                    first_layer: Any = module.layers[0]  # type: ignore[index]
+                    batch_first = bool(getattr(first_layer.self_attn, "batch_first", False))
                     length = src.size(1 if batch_first else 0)
                 state.encoder_lengths.append(length)
                 try:
-                    return module._call_impl(*args, **kwargs)
+                    return _call(module, args, kwargs)
                 finally:
                     state.encoder_lengths.pop()
-            return module._call_impl(*args, **kwargs)
+            return _call(module, args, kwargs)
 
     def _record_fast_path(
         self, args: tuple[Any, ...], kwargs: dict[str, Any], state: _ThreadState
@@ -662,10 +665,15 @@ class _Dispatcher:
             session.record(name, weights)
 
 
+def _call(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """What ``Module.__call__`` does when no compiled call is set: hooks, then forward."""
+    return module._call_impl(*args, **kwargs)  # type: ignore[no-untyped-call]
+
+
 @contextlib.contextmanager
 def _mode_suspended() -> Iterator[None]:
     """Take our SDPA mode off this thread's stack while a stock attention layer runs."""
-    if isinstance(torch.overrides._get_current_function_mode(), SDPACallMode):
+    if isinstance(torch.overrides._get_current_function_mode(), SDPACallMode):  # type: ignore[no-untyped-call]
         with torch.overrides._pop_mode_temporarily():
             yield
     else:
@@ -685,7 +693,7 @@ def _record_attention_call(
         session.record(name, weights)
 
 
-def _on_sdpa_call(arguments: dict[str, Any], output: torch.Tensor) -> None:
+def _on_sdpa_call(arguments: dict[str, Any], output: torch.Tensor) -> None:  # noqa: ARG001
     """An SDPA call made while a captured model runs on this thread."""
     state = _THREAD
     targets: list[tuple[_Session, str]] = []
@@ -800,7 +808,13 @@ class _Session:
             if self.uses_hf:
                 capture_hf.uninstall()
                 self.uses_hf = False
-        if warn and self.ran and not self.warned_functorch and not self.capture.calls and not self.capture.weights:
+        if (
+            warn
+            and self.ran
+            and not self.warned_functorch
+            and not self.capture.calls
+            and not self.capture.weights
+        ):
             warnings.warn(
                 f"capture_attention: {type(self.model).__qualname__} ran inside the block but "
                 f"no attention was recorded. Supported are {SUPPORTED}; modules that look like "

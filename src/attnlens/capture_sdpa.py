@@ -169,7 +169,7 @@ def sdpa_weights(
     # every step in place on that one buffer.
     scores = torch.matmul(query * factor, key.transpose(-2, -1))  # (..., H, L, S)
     if attn_mask is not None:
-        shape = torch.broadcast_shapes(scores.shape, attn_mask.shape)
+        shape = torch.broadcast_shapes(scores.shape, attn_mask.shape)  # type: ignore[no-untyped-call]
         if shape != scores.shape:  # a mask with more leading dimensions: grow the buffer
             scores = scores.expand(shape).clone()  # (..., H, L, S)
     if attn_mask is None:
