@@ -220,7 +220,7 @@ def test_captures_exited_out_of_order() -> None:
 # 6 --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated")
 def test_compiled_models_are_refused_with_a_way_out() -> None:
     encoder = make_encoder()
     compiled = torch.compile(encoder)

@@ -440,9 +440,7 @@ def test_bad_forward_input_in_the_callers_layout(
 # --- TorchScript ----------------------------------------------------------------------------
 
 #: torch.jit.script, save and load are deprecated in torch 2.13 and warn.
-IGNORE_JIT_DEPRECATION = pytest.mark.filterwarnings(
-    r"ignore:`torch\.jit\.\w+` is deprecated:DeprecationWarning"
-)
+IGNORE_JIT_DEPRECATION = pytest.mark.filterwarnings(r"ignore:`torch\.jit\.\w+` is deprecated")
 
 
 @IGNORE_JIT_DEPRECATION
