@@ -319,3 +319,56 @@ assert predicted.tolist() == [0, 1, 1, 1]
 #   :doc:`/concepts/reading-attention-maps`.
 # - Look at many inputs, compare with uniform attention, and test what a map suggests by
 #   changing the input, as the last section did.
+
+# %%
+# Exercises
+# ---------
+#
+# **Exercise 1.** Padding must not change a sentence's prediction. Classify the English sentence
+# alone and in a batch with a much longer sentence (so that it gets padded), and compare the
+# logits.
+#
+# .. attnlens-solution::
+
+long_sentence = ["honestly", "the", "movie", "was", "not", "very", "good", "at", "all"]
+long_sentence = [token for token in long_sentence if token in vocab]
+ids_alone, padding_alone = encode_batch(vocab, [english])
+ids_both, padding_both = encode_batch(vocab, [english, long_sentence])
+assert padding_both[0].any()  # the short sentence is padded in the batch
+with torch.inference_mode():
+    alone = model(ids_alone, padding_alone)  # (1, 2)
+    in_batch = model(ids_both, padding_both)[:1]
+torch.testing.assert_close(in_batch, alone, atol=1e-5, rtol=1e-5)
+
+# %%
+# .. attnlens-solution-end::
+#
+# **Exercise 2.** Find the layer and head whose ``[CLS]`` row puts the most weight on the
+# negation, relative to uniform attention, over the negated held-out sentences. Heads are
+# numbered from 1, as in the figures.
+#
+# .. attnlens-solution::
+
+(layer_name, _), ratio = max(
+    ((key, r) for key, r in ratios.items() if key[1] == "negation"),
+    key=lambda item: float(item[1].max()),
+)
+head = int(ratio.argmax()) + 1  # head 1 .. H
+print(f"{layer_name} h{head}: {float(ratio.max()):.2f}")
+assert float(ratio.max()) > 1.0
+
+# %%
+# .. attnlens-solution-end::
+#
+# **Exercise 3.** Rollout keeps at least :math:`(1/2)^{\text{layers}}` of the ``[CLS]`` row on
+# ``[CLS]``. Check that bound on every held-out sentence, from the capture of the whole set.
+#
+# .. attnlens-solution::
+
+for b in range(len(test)):
+    n = int(lengths[b])  # real positions of sentence b, [CLS] included
+    maps = [cap.weights[name][b, :, :n, :n] for name in layer_names]  # (H, n, n) each
+    assert attnlens.attention_rollout(maps)[0, 0] >= 0.5**n_layers
+
+# %%
+# .. attnlens-solution-end::
