@@ -37,9 +37,7 @@ def _oldest_torch() -> str:
 OLDEST_TORCH = _oldest_torch()
 
 
-def _install(
-    session: nox.Session, *groups: str, project: bool = True, torch: str = TORCH
-) -> None:
+def _install(session: nox.Session, *groups: str, project: bool = True, torch: str = TORCH) -> None:
     session.install("--upgrade", "pip")
     if project:
         session.install(torch)

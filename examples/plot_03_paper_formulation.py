@@ -57,8 +57,10 @@ print(out)
 # :math:`(d_\text{model}, d_k) = (4, 2)`. PyTorch stores weights the other way round, as
 # (output features, input features), and computes :math:`X W^\top`. Head :math:`i`'s matrix is
 # therefore the **transpose** of row block :math:`i` of :math:`W_Q`, that is rows
-# :math:`[i d_k, (i+1) d_k)` of the first third of ``in_proj_weight``; likewise for keys and
-# values. :math:`W^O` is the transpose of ``out_proj.weight``.
+# :math:`[(i-1) d_k, i d_k)` of the first third of ``in_proj_weight``; likewise for keys and
+# values. :math:`W^O` is the transpose of ``out_proj.weight``. As on every page of this site,
+# heads are numbered :math:`i = 1, \dots, H` as in the paper, and rows from 0 as in Python:
+# head :math:`i` is entry ``i - 1`` of the lists below.
 
 W_Q, W_K, W_V = mha.in_proj_weight.chunk(3, dim=0)  # each (E, E) = (4, 4)
 W_iQ = [W_Q[i * D : (i + 1) * D].T for i in range(H)]  # each (E, d_k) = (4, 2)

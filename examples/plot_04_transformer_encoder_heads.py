@@ -89,10 +89,13 @@ print(layer_names, "heads per layer:", n_heads)
 # We run the whole held-out set through the model twice: once as it is, once inside
 # :func:`attnlens.capture_attention`. The model is in evaluation mode and runs without autograd,
 # which is exactly the case where each ``nn.TransformerEncoderLayer`` takes its fused fast path:
-# one native function computes the whole layer and the attention module itself is never called,
-# so a hook on it would see nothing (see :doc:`/concepts/pitfalls`). The capture does not change
-# the path the model takes: it computes the weights beside the model, from the input each layer
-# receives and the layer's own parameters.
+# one native function computes the whole layer and the attention module itself is never called.
+# A forward hook on the attention module would not get the weights either: registering it turns
+# that layer's fast path off, so the module does run, but the layer calls it with
+# ``need_weights=False`` and the hook sees ``None`` in place of the weights (the cell after the
+# next one checks it; see also :doc:`/concepts/pitfalls`). The capture does not change the path
+# the model takes: it computes the weights beside the model, from the input each layer receives
+# and the layer's own parameters.
 #
 # "Does not change the model" is a claim we can check: the logits must be bit for bit the same.
 
@@ -106,6 +109,20 @@ assert torch.equal(captured, reference)
 print("logits identical with and without the capture:", torch.equal(captured, reference))
 for name, weights in cap.weights.items():
     print(name, tuple(weights.shape), "(N, H, L, S)")
+
+# %%
+# The plain hook, for comparison: it fires (the hooked layer leaves its fast path), and the
+# weights it sees are ``None``.
+
+seen = []
+hook = model.encoder.layers[0].self_attn.register_forward_hook(
+    lambda _module, _args, output: seen.append(output[1])  # (attn_output, weights)
+)
+with torch.inference_mode():
+    model(ids[:4], padding[:4])
+hook.remove()
+print(f"hook outputs: {seen}")
+assert seen == [None]
 
 # %%
 # In every sentence, every head and every layer, the row of a real token is a probability

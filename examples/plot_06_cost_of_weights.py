@@ -135,10 +135,8 @@ def allocated_bytes(call):
 
 x = torch.randn(1, 1024, E)  # (N, L, E)
 with torch.inference_mode():
-    fast_without = allocated_bytes(lambda: mha(x, x, x, need_weights=False))
-    fast_with = allocated_bytes(
-        lambda: mha(x, x, x, need_weights=True, average_attn_weights=False)
-    )
+    fast_without = allocated_bytes(lambda x=x: mha(x, x, x, need_weights=False))
+    fast_with = allocated_bytes(lambda: mha(x, x, x, need_weights=True, average_attn_weights=False))
 print(f"fast path, need_weights=False: {fast_without / 2**20:.1f} MiB")
 print(f"fast path, need_weights=True:  {fast_with / 2**20:.1f} MiB")
 assert fast_without >= weight_bytes(1, H, 1024)
@@ -164,10 +162,10 @@ try:
         x = torch.randn(1, length, E)  # (N, L, E)
         with torch.inference_mode():
             allocated["need_weights=False"].append(
-                allocated_bytes(lambda: mha(x, x, x, need_weights=False))
+                allocated_bytes(lambda x=x: mha(x, x, x, need_weights=False))
             )
             allocated["need_weights=True"].append(
-                allocated_bytes(lambda: mha(x, x, x, average_attn_weights=False))
+                allocated_bytes(lambda x=x: mha(x, x, x, average_attn_weights=False))
             )
 finally:
     torch.backends.mha.set_fastpath_enabled(True)
@@ -253,7 +251,7 @@ assert bert == 9 * 2**30 // 8  # 1.125 GiB
 x = torch.randn(1, 1024, E)  # (N, L, E)
 mha.requires_grad_(False)  # no gradient needed, but autograd stays on: no fast path
 x.requires_grad_(True)
-no_fast = allocated_bytes(lambda: mha(x, x, x, need_weights=False))
+no_fast = allocated_bytes(lambda x=x: mha(x, x, x, need_weights=False))
 assert no_fast < weight_bytes(1, H, 1024)
 mha.requires_grad_(True)
 

@@ -23,7 +23,6 @@ import torch
 from torch import nn
 from torch.testing import assert_close
 
-import attnlens
 from attnlens.positions import sinusoidal_positions
 
 torch.manual_seed(0)

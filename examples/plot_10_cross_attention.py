@@ -23,7 +23,6 @@ anti-diagonal.
 
 import time
 
-import matplotlib.pyplot as plt
 import torch
 from torch import nn
 
@@ -87,7 +86,7 @@ model = Reverser()
 optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
 generator = torch.Generator().manual_seed(0)
 start = time.perf_counter()
-for step in range(400):
+for _ in range(400):
     source, decoder_in, target = make_batch(64, generator)
     logits = model(source, decoder_in)  # (N, L, tokens)
     loss = nn.functional.cross_entropy(logits.reshape(-1, DIGITS + 2), target.reshape(-1))
