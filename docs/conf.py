@@ -100,7 +100,12 @@ autodoc_typehints = "none"  # numpydoc's Parameters section documents the types
 autodoc_preserve_defaults = True
 # The build warns (fails) if a name of attnlens.__all__, or of these modules' __all__, has no
 # entry in docs/api.rst (docs/_ext/attnlens_docs.py).
-attnlens_api_modules = ["attnlens.fonts", "attnlens.datasets", "attnlens.classifier"]
+attnlens_api_modules = [
+    "attnlens.fonts",
+    "attnlens.datasets",
+    "attnlens.classifier",
+    "attnlens.positions",
+]
 numpydoc_show_class_members = False  # members are listed explicitly in api.rst
 numpydoc_class_members_toctree = False
 numpydoc_xref_param_type = True
