@@ -121,7 +121,7 @@ hook = model.encoder.layers[0].self_attn.register_forward_hook(
 with torch.inference_mode():
     model(ids[:4], padding[:4])
 hook.remove()
-print(f"hook outputs: {seen}")
+print(f"hook_weights = {seen}")
 assert seen == [None]
 
 # %%

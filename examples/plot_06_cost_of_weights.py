@@ -137,8 +137,8 @@ x = torch.randn(1, 1024, E)  # (N, L, E)
 with torch.inference_mode():
     fast_without = allocated_bytes(lambda x=x: mha(x, x, x, need_weights=False))
     fast_with = allocated_bytes(lambda: mha(x, x, x, need_weights=True, average_attn_weights=False))
-print(f"fast path, need_weights=False: {fast_without / 2**20:.1f} MiB")
-print(f"fast path, need_weights=True:  {fast_with / 2**20:.1f} MiB")
+print(f"allocated[fast path, need_weights=False] = {fast_without / 2**20:.1f} MiB")
+print(f"allocated[fast path, need_weights=True]  = {fast_with / 2**20:.1f} MiB")
 assert fast_without >= weight_bytes(1, H, 1024)
 assert abs(fast_with - fast_without) < 0.1 * fast_without
 
@@ -194,7 +194,7 @@ crossover = E // H
 assert weight_bytes(1, H, crossover + 1) > (crossover + 1) * E * 4
 assert weight_bytes(1, H, crossover) == crossover * E * 4
 ratio_2048 = allocated["need_weights=True"][-1] / allocated["need_weights=False"][-1]
-print(f"True / False at L = 2048: {ratio_2048:.1f}")
+print(f"allocated[True] / allocated[False] at L = 2048: {ratio_2048:.1f}")
 assert ratio_2048 > 10
 
 fig, ax = plt.subplots(figsize=(6, 3.8), layout="constrained")

@@ -163,7 +163,7 @@ on_anti = {
     for h in range(maps.shape[0])
 }
 for (name, h), share in on_anti.items():
-    print(f"{name} h{h + 1}: weight on anti-diagonal = {share:.2f}")
+    print(f"anti_diagonal_weight[{name}, h{h + 1}] = {share:.2f}")
 best_name, best_h = max(on_anti, key=on_anti.get)
 best = mean_maps[best_name][best_h]  # (L, S)
 assert torch.equal(best[:S].argmax(dim=1), anti)

@@ -98,7 +98,7 @@ print("max |incremental - full| =", (incremental - full_out).abs().max().item())
 
 with_cache = L
 without_cache = sum(t + 1 for t in range(L))
-print(f"projections: with cache = {with_cache}, without = {without_cache}")
+print(f"projections_with_cache = {with_cache}, projections_without_cache = {without_cache}")
 assert without_cache == L * (L + 1) // 2
 
 # %%
