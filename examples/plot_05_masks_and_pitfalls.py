@@ -329,3 +329,42 @@ attnlens.plot_attention(
 #   ignores that row.
 # - In training mode the returned weights include dropout: rows do not sum to 1. Look at
 #   attention in ``eval()`` mode.
+
+# %%
+# Exercises
+# ---------
+#
+# **Exercise 1.** Turn the boolean ``key_padding_mask`` of the first section (True = padding,
+# the ``nn.MultiheadAttention`` convention) into a float mask and into a boolean mask for
+# ``scaled_dot_product_attention`` (True = takes part), and check that all three give the same
+# per-head weights.
+#
+# .. attnlens-solution::
+
+as_float = torch.zeros(N, L).masked_fill(key_padding_mask, -math.inf)  # (N, S)
+_, w_bool = mha(X, X, X, key_padding_mask=key_padding_mask, average_attn_weights=False)
+_, w_float = mha(X, X, X, key_padding_mask=as_float, average_attn_weights=False)
+_, w_sdpa = heads_by_sdpa(attn_mask=~key_padding_mask[:, None, None, :])  # (N, 1, 1, S)
+torch.testing.assert_close(w_float, w_bool)
+torch.testing.assert_close(w_sdpa, w_bool)
+
+# %%
+# .. attnlens-solution-end::
+#
+# **Exercise 2.** Left padding and a causal mask: the second sequence is padded at the *start*
+# (two padding positions, then three tokens). Which query rows have no key left, and are they
+# NaN on the path that returns weights?
+#
+# .. attnlens-solution::
+
+left_padding = torch.tensor([[False] * 5, [True, True, False, False, False]])  # (N, S)
+future = torch.ones(L, L, dtype=torch.bool).triu(1)  # True = masked out (MHA)
+_, w_left = mha(X, X, X, attn_mask=future, key_padding_mask=left_padding)
+no_key = (future[None] | left_padding[:, None, :]).all(dim=-1)  # (N, L): rows without keys
+print(no_key)
+assert no_key.tolist() == [[False] * 5, [True, True, False, False, False]]
+assert torch.isnan(w_left[no_key]).all()
+assert torch.isfinite(w_left[~no_key]).all()
+
+# %%
+# .. attnlens-solution-end::

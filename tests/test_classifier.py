@@ -192,3 +192,26 @@ def test_nested_tensor_option_is_passed_to_the_encoder() -> None:
         warnings.simplefilter("ignore", UserWarning)
         result = train_classifier(train, epochs=1, enable_nested_tensor=True)
     assert result.model.encoder.enable_nested_tensor
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_without_positions_the_model_cannot_see_word_order(training: bool) -> None:
+    torch.manual_seed(0)
+    with_pos = SentimentClassifier(50).train(training)
+    without = SentimentClassifier(50, positions=False).train(training)
+    assert without.position is None
+    tokens = torch.tensor([[5, 6, 7, 8, 9], [10, 11, 12, 0, 0]])  # (N, S), 0 = padding
+    mask = tokens == 0
+    order = torch.tensor([[4, 2, 0, 3, 1], [1, 2, 0, 3, 4]])  # padding stays at the end
+    shuffled = tokens.gather(1, order)
+    with torch.no_grad():
+        assert not torch.allclose(with_pos(tokens, mask), with_pos(shuffled, mask), atol=1e-4)
+        torch.testing.assert_close(without(tokens, mask), without(shuffled, mask))
+
+
+def test_train_classifier_passes_positions_on(
+    split: tuple[SentimentDataset, SentimentDataset],
+) -> None:
+    train, _ = split
+    result = train_classifier(train[:64], epochs=1, positions=False)
+    assert result.model.position is None

@@ -414,6 +414,40 @@ def _translate_thumbnails(app: Sphinx, doctree: nodes.document, _docname: str) -
 
 
 # --------------------------------------------------------------------------------------------
+# exercises: solutions folded away
+# --------------------------------------------------------------------------------------------
+#: The label of a folded solution, per language (no catalog needed for one word).
+SOLUTION_LABELS = {"en": "Solution", "ja": "解答"}
+
+
+class Solution(SphinxDirective):
+    """``.. attnlens-solution::`` opens a folded ``<details>``; ``.. attnlens-solution-end::``
+    closes it.
+
+    In a walkthrough the two directives sit in the text cells around the code cell of a
+    solution, so the code and its output are folded away on the page, and still run (and
+    assert) when the site is built. Other builders than HTML get nothing.
+    """
+
+    has_content = False
+
+    def run(self) -> list[nodes.Node]:
+        language = self.config.language or SOURCE_LANGUAGE
+        label = SOLUTION_LABELS.get(language, SOLUTION_LABELS[SOURCE_LANGUAGE])
+        opening = f'<details class="attnlens-solution"><summary>{html.escape(label)}</summary>'
+        return [nodes.raw("", opening, format="html")]
+
+
+class SolutionEnd(SphinxDirective):
+    """``.. attnlens-solution-end::``: closes the ``<details>`` of ``attnlens-solution``."""
+
+    has_content = False
+
+    def run(self) -> list[nodes.Node]:
+        return [nodes.raw("", "</details>", format="html")]
+
+
+# --------------------------------------------------------------------------------------------
 def setup(app: Sphinx) -> dict[str, Any]:
     app.add_config_value("attnlens_require_translations", True, "env", types=frozenset({bool}))
     app.add_config_value("attnlens_translate_api", True, "env", types=frozenset({bool}))
@@ -422,6 +456,8 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.add_transform(SignaturesAreNotProse)
     app.add_transform(UntranslatedMessages)
     app.add_directive("attnlens-examples", ExamplesUsing)
+    app.add_directive("attnlens-solution", Solution)
+    app.add_directive("attnlens-solution-end", SolutionEnd)
     app.connect("html-page-context", _add_language_context)
     # Reported at the end of every build, also an incremental one that read no page again.
     app.connect("build-finished", _check_api_documented)

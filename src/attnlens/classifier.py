@@ -56,13 +56,16 @@ class SentimentClassifier(nn.Module):
         prototype nested tensor, and torch warns about it (``UserWarning: The PyTorch
         API of nested tensors is in prototype stage``). The layers' fused fast path is
         taken in eval mode either way.
+    positions : bool, default True
+        Add the learned positional embedding. Without it the model cannot tell the order
+        of the tokens: permuting them changes its logits only by rounding.
 
     Attributes
     ----------
     embedding : nn.Embedding
         Token embedding, (vocab_size, E).
-    position : nn.Embedding
-        Learned positional embedding, (max_len + 1, E).
+    position : nn.Embedding or None
+        Learned positional embedding, (max_len + 1, E); None with ``positions=False``.
     encoder : nn.TransformerEncoder
         Stock encoder; its attention modules are ``encoder.layers.<k>.self_attn``.
     head : nn.Linear
@@ -94,6 +97,7 @@ class SentimentClassifier(nn.Module):
         pad_index: int = 0,
         norm_first: bool = False,
         enable_nested_tensor: bool = False,
+        positions: bool = True,
     ) -> None:
         super().__init__()
         if d_model % nhead:
@@ -106,7 +110,7 @@ class SentimentClassifier(nn.Module):
         self.pad_index = pad_index
         self.max_len = max_len
         self.embedding = nn.Embedding(vocab_size, d_model, padding_idx=pad_index)
-        self.position = nn.Embedding(max_len + 1, d_model)
+        self.position = nn.Embedding(max_len + 1, d_model) if positions else None
         layer = nn.TransformerEncoderLayer(
             d_model,
             nhead,
@@ -121,7 +125,8 @@ class SentimentClassifier(nn.Module):
         self.head = nn.Linear(d_model, num_classes)
         # Small positions at the start: content, not absolute position, drives the early
         # updates, which makes the model generalise from a few thousand sentences.
-        nn.init.normal_(self.position.weight, std=0.1)
+        if self.position is not None:
+            nn.init.normal_(self.position.weight, std=0.1)
 
     def forward(
         self, tokens: torch.Tensor, key_padding_mask: torch.Tensor | None = None
@@ -163,8 +168,9 @@ class SentimentClassifier(nn.Module):
                 )
         cls = torch.full((n, 1), self.cls_index, dtype=tokens.dtype, device=tokens.device)
         ids = torch.cat([cls, tokens], dim=1)  # (N, S + 1)
-        positions = torch.arange(s + 1, device=tokens.device)  # (S + 1,)
-        x = self.embedding(ids) + self.position(positions)  # (N, S + 1, E)
+        x = self.embedding(ids)  # (N, S + 1, E)
+        if self.position is not None:
+            x = x + self.position(torch.arange(s + 1, device=tokens.device))  # (N, S + 1, E)
         mask = None
         if key_padding_mask is not None:
             keep_cls = torch.zeros((n, 1), dtype=torch.bool, device=tokens.device)
@@ -254,6 +260,7 @@ def train_classifier(
     dropout: float = 0.0,
     norm_first: bool = False,
     enable_nested_tensor: bool = False,
+    positions: bool = True,
     device: str | torch.device = "cpu",
 ) -> TrainingResult:
     """Train a `SentimentClassifier` with Adam and cross-entropy.
@@ -279,6 +286,8 @@ def train_classifier(
     seed : int, default 0
     d_model, nhead, num_layers, dim_feedforward, dropout, norm_first, enable_nested_tensor
         Passed to `SentimentClassifier`.
+    positions : bool, default True
+        Passed to `SentimentClassifier`: False trains a model that cannot see word order.
     device : str or torch.device, default "cpu"
 
     Returns
@@ -320,6 +329,7 @@ def train_classifier(
             pad_index=vocab.pad_index,
             norm_first=norm_first,
             enable_nested_tensor=enable_nested_tensor,
+            positions=positions,
         ).to(device)
         optimizer = torch.optim.Adam(
             model.parameters(), lr=lr, fused=device.type in ("cpu", "cuda")

@@ -89,12 +89,13 @@ class PaperMultiheadAttention(nn.Module):
     Attributes
     ----------
     w_q, w_k, w_v : torch.nn.ModuleList
-        ``H`` modules :class:`torch.nn.Linear` ``(E -> d_k)`` each: ``w_q[i]`` is head ``i``'s
-        query projection. **Orientation**: the paper multiplies row vectors from the right,
-        :math:`X W_i^Q` with :math:`W_i^Q` of shape ``(E, d_k)``; :class:`torch.nn.Linear`
-        stores the transpose, so ``w_q[i].weight`` has shape ``(d_k, E)`` and
-        :math:`W_i^Q` = ``w_q[i].weight.T``. ``w_q[i](x)`` computes ``x @ w_q[i].weight.T +
-        w_q[i].bias``, i.e. :math:`X W_i^Q + b_i^Q`. The same holds for ``w_k`` and ``w_v``.
+        ``H`` modules :class:`torch.nn.Linear` ``(E -> d_k)`` each: heads are numbered
+        ``i = 1 .. H`` as in the paper, and ``w_q[i - 1]`` is head ``i``'s query projection.
+        **Orientation**: the paper multiplies row vectors from the right, :math:`X W_i^Q` with
+        :math:`W_i^Q` of shape ``(E, d_k)``; :class:`torch.nn.Linear` stores the transpose, so
+        ``w_q[i - 1].weight`` has shape ``(d_k, E)`` and :math:`W_i^Q` =
+        ``w_q[i - 1].weight.T``; ``w_q[i - 1](x)`` computes :math:`X W_i^Q + b_i^Q`. The same
+        holds for ``w_k`` and ``w_v``.
     w_o : torch.nn.Linear
         The output projection ``(E -> E)``: :math:`W^O` = ``w_o.weight.T``, shape
         ``(H * d_k, E)``.
@@ -123,15 +124,16 @@ class PaperMultiheadAttention(nn.Module):
     ``[2E:3E]`` are :math:`W_V` (in :class:`~torch.nn.Linear` orientation, output features
     first). For self-attention it computes ``F.linear(x, in_proj_weight, in_proj_bias)`` once,
     giving ``(N, L, 3E)``, splits the last dimension into ``q, k, v`` of ``E`` features each and
-    then each of those into ``H`` chunks of ``d_k`` features: chunk ``i`` belongs to head ``i``.
+    then each of those into ``H`` chunks of ``d_k`` features: chunk ``i`` (``i = 1 .. H``)
+    belongs to head ``i``.
 
     In a product :math:`X W^\top` every output column is computed on its own: column ``j`` is
-    :math:`X` times row ``j`` of :math:`W`. So columns ``[i*d_k, (i+1)*d_k)`` of
-    :math:`X W_Q^\top` only ever see rows ``[i*d_k, (i+1)*d_k)`` of :math:`W_Q`, which gives
+    :math:`X` times row ``j`` of :math:`W`. So columns ``[(i-1)*d_k, i*d_k)`` of
+    :math:`X W_Q^\top` only ever see rows ``[(i-1)*d_k, i*d_k)`` of :math:`W_Q`, which gives
 
     .. math::
 
-        (X W_Q^\top)_{[:,\ i d_k:(i+1) d_k]} = X \left((W_Q)_{[i d_k:(i+1) d_k,\ :]}\right)^\top
+        (X W_Q^\top)_{[:,\ (i-1) d_k:i d_k]} = X \left((W_Q)_{[(i-1) d_k:i d_k,\ :]}\right)^\top
         = X W_i^Q .
 
     Projecting everything at once and then cutting the result into heads is the same as
@@ -196,11 +198,11 @@ class PaperMultiheadAttention(nn.Module):
       (w_o): Linear(in_features=4, out_features=4, bias=False)
     )
 
-    Head 1's :math:`W_1^Q` (paper orientation, ``(E, d_k)``) is the transpose of rows 2:4 of
+    Head 2's :math:`W_2^Q` (paper orientation, ``(E, d_k)``) is the transpose of rows 2:4 of
     torch's :math:`W_Q`:
 
-    >>> w1q = paper.w_q[1].weight.T  # (E, d_k) = (4, 2)
-    >>> torch.equal(w1q, mha.in_proj_weight[2:4].T)
+    >>> w2q = paper.w_q[1].weight.T  # head 2 is index 1: (E, d_k) = (4, 2)
+    >>> torch.equal(w2q, mha.in_proj_weight[2:4].T)
     True
 
     Same output and per-head weights as torch:
@@ -403,7 +405,7 @@ class PaperMultiheadAttention(nn.Module):
     def from_torch(cls, mha: nn.MultiheadAttention | MultiheadAttention) -> PaperMultiheadAttention:
         """Build the paper form from a :class:`torch.nn.MultiheadAttention`.
 
-        Head ``i`` gets rows ``[i*d_k, (i+1)*d_k)`` of each of :math:`W_Q` =
+        Head ``i`` (``i = 1 .. H``) gets rows ``[(i-1)*d_k, i*d_k)`` of each of :math:`W_Q` =
         ``in_proj_weight[0:E]``, :math:`W_K` = ``in_proj_weight[E:2E]`` and :math:`W_V` =
         ``in_proj_weight[2E:3E]`` (and the same slices of ``in_proj_bias``); ``out_proj``
         becomes ``w_o``. Values are copied bit for bit; ``batch_first``, ``dropout``, the
@@ -526,7 +528,7 @@ got kdim = 4, vdim = 6 (separate q/k/v_proj_weight layout); use kdim = vdim = em
         >>> mha = paper.to_torch()
         >>> mha.in_proj_weight.shape  # (3E, E)
         torch.Size([12, 4])
-        >>> torch.equal(mha.in_proj_weight[4:6], paper.w_k[0].weight)  # W_K, head 0
+        >>> torch.equal(mha.in_proj_weight[4:6], paper.w_k[0].weight)  # W_K, head 1
         True
         """
         weight = self.w_o.weight

@@ -256,7 +256,7 @@ def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
     >>> heads = split_heads(x, num_heads=2)
     >>> heads.shape
     torch.Size([1, 2, 2, 2])
-    >>> heads[0, 1]  # head 1: features 2 and 3 of each position
+    >>> heads[0, 1]  # head 2 (index 1): features 2 and 3 of each position
     tensor([[2., 3.],
             [6., 7.]])
     >>> torch.equal(merge_heads(heads), x)
