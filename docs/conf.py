@@ -37,6 +37,7 @@ extensions = [
     # no CDN at read time (the module name really has hyphens).
     "sphinx-mathjax-offline",
     "attnlens_docs",  # docs/_ext: language switcher, untranslated-message check
+    "attnlens_search",  # docs/_ext: Japanese search by CJK bigrams and whole identifiers
 ]
 
 root_doc = "index"
@@ -77,6 +78,9 @@ html_static_path = ["_static"]
 html_css_files = ["attnlens.css"]
 html_js_files = ["attnlens.js"]
 html_last_updated_fmt = None
+# Japanese search: the index and the query are split the same way (CJK bigrams, whole
+# identifiers such as need_weights); docs/_ext/attnlens_search.py. English ignores the option.
+html_search_options = {"type": "attnlens_search.BigramSplitter"}
 html_show_sourcelink = True
 html_copy_source = True
 html_theme_options = {
