@@ -174,3 +174,67 @@ def test_emphasis_rule() -> None:
     assert not has_emphasis("**太字** です")
     assert not has_emphasis("a * b * c")
     assert not has_emphasis(":math:`a *b* c` と ``x*y*z``")
+
+
+# ---- the English original at first use ------------------------------------------------------
+#: Terms whose English original a page gives where it first uses them in running text:
+#: アテンション（attention）. (Japanese, English) as in the glossary.
+FIRST_USE = [
+    ("スケール化ドット積アテンション", "scaled dot-product attention"),
+    ("マルチヘッドアテンション", "multi-head attention"),
+    ("セルフアテンション", "self-attention"),
+    ("クロスアテンション", "cross-attention"),
+    ("アテンションロールアウト", "attention rollout"),
+    ("アテンションマップ", "attention map"),
+    ("アテンション", "attention"),
+    ("注意重み", "attention weights"),
+    ("因果マスク", "causal mask"),
+    ("パディングマスク", "padding mask"),
+    ("残差接続", "residual connection"),
+    ("位置エンコーディング", "positional encoding"),
+    ("KV キャッシュ", "KV cache"),
+    ("クエリ", "query"),
+    ("キー", "key"),
+    ("バリュー", "value"),
+    ("ヘッド", "head"),
+]
+_KATAKANA_OR_KANJI = re.compile(r"[\u30a0-\u30ff\u3400-\u9fff]")
+
+
+def standalone_use(term: str, text: str) -> re.Match[str] | None:
+    """First use of ``term`` as a word of its own (not inside a longer compound or code)."""
+    for m in re.finditer(re.escape(term), text):
+        before = text[m.start() - 1] if m.start() else " "
+        after = text[m.end()] if m.end() < len(text) else " "
+        if _KATAKANA_OR_KANJI.match(before):
+            continue
+        if _KATAKANA_OR_KANJI.match(after) and _KATAKANA_OR_KANJI.match(term[-1]):
+            same = re.match(r"[\u30a0-\u30ff]", after) and re.match(r"[\u30a0-\u30ff]", term[-1])
+            if same:
+                continue
+        head = text[: m.start()]
+        if head.count("`") % 2 or head.count("$") % 2:
+            continue
+        return m
+    return None
+
+
+def is_heading(msgid: str) -> bool:
+    """A short English message without final punctuation: a title or heading."""
+    return len(msgid) < 80 and not re.search(r"[.:?!)]\s*$", msgid)
+
+
+def test_pages_give_the_english_original_of_their_terms() -> None:
+    missing = []
+    for po in sorted(CATALOGS.rglob("*.po")):
+        if po.name == "glossary.po":
+            continue  # the glossary gives both columns for every term
+        entries = [(msgid, msgstr) for msgid, msgstr, _ in read_po(po) if msgstr]
+        text = "".join(msgstr for _, msgstr in entries)
+        for ja, en in FIRST_USE:
+            used = any(
+                standalone_use(ja, msgstr) and not is_heading(msgid) for msgid, msgstr in entries
+            )
+            if used and f"{ja}（{en}" not in text:
+                missing.append(f"{po.relative_to(CATALOGS)}: {ja}（{en}）")
+    assert not missing, "first use without the English original:\n  " + "\n  ".join(missing)
