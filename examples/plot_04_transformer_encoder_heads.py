@@ -235,7 +235,9 @@ for name in layer_names:
     ratios[name, "sentiment"] = (cls_rows[rows, :, sent_pos] / uniform[:, None]).mean(dim=0)
 
 print(f"len(negated) = {len(negated)}")
-print(f"  {'layer':24s} {'target':9s}", "  ".join(f"{'h' + str(h + 1):>5s}" for h in range(n_heads)))
+print(
+    f"  {'layer':24s} {'target':9s}", "  ".join(f"{'h' + str(h + 1):>5s}" for h in range(n_heads))
+)
 for (name, target), ratio in ratios.items():
     print(f"  {name:24s} {target:9s}", "  ".join(f"{r:5.2f}" for r in ratio.tolist()))
 best = max(float(r.max()) for r in ratios.values())

@@ -9,10 +9,10 @@ the glossary's own Japanese column, and no msgstr may use ``*emphasis*`` (slante
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 GLOSSARY = ROOT / "docs" / "concepts" / "glossary.md"
@@ -127,7 +127,7 @@ def _variants() -> list[tuple[str, str, re.Pattern[str]]]:
     ]
 
 
-@pytest.mark.parametrize(("term", "pattern", "regex"), _variants(), ids=lambda v: str(v))
+@pytest.mark.parametrize(("term", "pattern", "regex"), _variants(), ids=str)
 def test_no_retired_variant_in_japanese_catalogs(
     term: str, pattern: str, regex: re.Pattern[str]
 ) -> None:
@@ -138,15 +138,16 @@ def test_no_retired_variant_in_japanese_catalogs(
         if m
     ]
     glossary_hits = [ja for _, ja in glossary_rows() if regex.search(ja)]
-    assert not hits and not glossary_hits, (
+    problems = hits + glossary_hits
+    assert not problems, (
         f"retired variant {pattern!r} (use {term!r}, see docs/concepts/glossary.md):\n  "
-        + "\n  ".join(hits + glossary_hits)
+        + "\n  ".join(problems)
     )
 
 
 def test_retired_pattern_catches_bare_chui() -> None:
     """The bare-注意 rule flags the mechanism and lets the kept uses through."""
-    regex = dict((t, re.compile(p)) for t, p, _ in _variants())["アテンション"]
+    regex = {t: re.compile(p) for t, p, _ in _variants()}["アテンション"]
     assert regex.search("PyTorch で注意を調べる")
     assert regex.search("一様な注意")
     assert not regex.search("注意重みを返します")

@@ -431,7 +431,7 @@ TYPE_WORDS: dict[str, list[tuple[re.Pattern[str], str]]] = {
 }
 
 
-def _interface_text(app: Sphinx, config: Any) -> None:
+def _interface_text(_app: Sphinx, config: Any) -> None:
     """Theme options that hold reader-facing text, in the language of the build."""
     texts = INTERFACE.get(config.language or SOURCE_LANGUAGE, {})
     if texts:
@@ -505,10 +505,35 @@ def _figure_alt_texts(app: Sphinx, doctree: nodes.document, docname: str) -> Non
         node["alt"] = alt if isinstance(node, nodes.image) else html.escape(alt, quote=True)
 
 
+#: Words inside HTML that an example printed (the same output serves both languages): the head
+#: view's layer menu is labelled for screen readers in the page's language.
+RAW_HTML_WORDS: dict[str, list[tuple[str, str]]] = {
+    "ja": [
+        (
+            'class="attnlens-layer-select" aria-label="layer"',
+            'class="attnlens-layer-select" aria-label="層"',
+        )
+    ],
+}
+
+
+def _translate_raw_html(app: Sphinx, doctree: nodes.document, _docname: str) -> None:
+    rules = RAW_HTML_WORDS.get(app.config.language or SOURCE_LANGUAGE)
+    if not rules:
+        return
+    for node in doctree.findall(nodes.raw):
+        text = node.astext()
+        new = text
+        for old, replacement in rules:
+            new = new.replace(old, replacement)
+        if new != text:
+            node.children = [nodes.Text(new)]
+
+
 GLOSSARY_DOCNAME = "concepts/glossary"
 
 
-def _mark_glossary_tables(app: Sphinx, doctree: nodes.document, docname: str) -> None:
+def _mark_glossary_tables(_app: Sphinx, doctree: nodes.document, docname: str) -> None:
     """Class ``attnlens-glossary`` on the glossary's tables (CSS: no mid-word wrapping)."""
     if docname != GLOSSARY_DOCNAME:
         return
@@ -535,6 +560,7 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.connect("doctree-resolved", _translate_thumbnails)
     app.connect("doctree-resolved", _figure_alt_texts)
     app.connect("doctree-resolved", _mark_glossary_tables)
+    app.connect("doctree-resolved", _translate_raw_html)
     app.connect("config-inited", _interface_text)
     app.add_transform(TypeLinesInLanguage)
     # env_version: bump when what the environment stores changes (forces a full re-read).

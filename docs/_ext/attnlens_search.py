@@ -61,17 +61,17 @@ def split_text(text: str, *, parts: bool = True) -> list[str]:
             if cjk:
                 tokens.extend(_bigrams(cjk))
                 continue
-            other = other.lower()
-            tokens.append(other)
-            if parts and "_" in other.strip("_"):
-                tokens.extend(p for p in other.split("_") if p)
+            word_lower = other.lower()
+            tokens.append(word_lower)
+            if parts and "_" in word_lower.strip("_"):
+                tokens.extend(p for p in word_lower.split("_") if p)
     return tokens
 
 
 class BigramSplitter(BaseSplitter):
     """Index-side splitter for ``html_search_options["type"]`` (see the module docstring)."""
 
-    def split(self, input: str) -> list[str]:  # noqa: A002 - Sphinx's signature
+    def split(self, input: str) -> list[str]:
         return split_text(input)
 
 
