@@ -361,8 +361,23 @@ _TITLE_RE = re.compile(r'(<div class="sphx-glr-thumbnail-title">)(.*?)(</div>)',
 _TOOLTIP_RE = re.compile(r'(tooltip=")(.*?)(")', re.DOTALL)
 
 
+_INTRO_CACHE: dict[tuple[int, str], str] = {}
+
+
 def _intro_text(env: BuildEnvironment, docname: str) -> str:
-    """The first paragraph of a (translated) example page, shortened as sphinx-gallery does."""
+    """The first paragraph of a (translated) example page, shortened as sphinx-gallery does.
+
+    Cached per build: every API entry's mini-gallery asks again for the same pages, and
+    unpickling an example's doctree each time made the Japanese build slower than the English
+    one, which runs the examples.
+    """
+    key = (id(env), docname)
+    if key not in _INTRO_CACHE:
+        _INTRO_CACHE[key] = _intro_text_uncached(env, docname)
+    return _INTRO_CACHE[key]
+
+
+def _intro_text_uncached(env: BuildEnvironment, docname: str) -> str:
     doctree = env.get_doctree(docname)
     for para in doctree.findall(nodes.paragraph):
         if not isinstance(para.parent, nodes.section):
@@ -533,12 +548,47 @@ def _translate_raw_html(app: Sphinx, doctree: nodes.document, _docname: str) -> 
 GLOSSARY_DOCNAME = "concepts/glossary"
 
 
+#: Where a Japanese term of the glossary may wrap: between the words of a compound
+#: (スケール化 / ドット積 / アテンション). Elsewhere the CSS keeps its characters together.
+_JA_WRAP = re.compile(
+    r"(?<=.)(?=アテンション|ドット|マスク|ロールアウト|フロー|エンコーディング|キャッシュ|ネットワーク"
+    r"|スコア|マップ|ビュー|ストリーム|テンソル|パス|カーネル|モード|ノルム|トークン|次元|（)"
+)
+
+
 def _mark_glossary_tables(_app: Sphinx, doctree: nodes.document, docname: str) -> None:
-    """Class ``attnlens-glossary`` on the glossary's tables (CSS: no mid-word wrapping)."""
+    """Class ``attnlens-glossary`` on the glossary's tables (CSS: terms never wrap mid-word)."""
     if docname != GLOSSARY_DOCNAME:
         return
     for table in doctree.findall(nodes.table):
         table["classes"].append("attnlens-glossary")
+
+
+_TABLE_RE = re.compile(r'<table class="[^"]*attnlens-glossary.*?</table>', re.DOTALL)
+_SECOND_CELL_RE = re.compile(r"(<tr[^>]*>\s*<td[^>]*>.*?</td>\s*<td[^>]*>)(.*?)(</td>)", re.DOTALL)
+
+
+def _glossary_word_breaks(
+    _app: Sphinx,
+    pagename: str,
+    _templatename: str,
+    context: dict[str, Any],
+    _doctree: nodes.document | None,
+) -> None:
+    """A ``<wbr>`` between the words of each Japanese compound of the glossary's tables.
+
+    Done on the written HTML, after the search index has read the page (the index must see
+    スケール化ドット積アテンション whole).
+    """
+    if pagename != GLOSSARY_DOCNAME or "body" not in context:
+        return
+
+    def cell(m: re.Match[str]) -> str:
+        parts = re.split(r"(<[^>]+>)", m[2])
+        text = "".join(p if p.startswith("<") else "<wbr>".join(_JA_WRAP.split(p)) for p in parts)
+        return m[1] + text + m[3]
+
+    context["body"] = _TABLE_RE.sub(lambda t: _SECOND_CELL_RE.sub(cell, t[0]), context["body"])
 
 
 # --------------------------------------------------------------------------------------------
@@ -551,6 +601,7 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.add_transform(UntranslatedMessages)
     app.add_directive("attnlens-examples", ExamplesUsing)
     app.connect("html-page-context", _add_language_context)
+    app.connect("html-page-context", _glossary_word_breaks)
     # Reported at the end of every build, also an incremental one that read no page again.
     app.connect("build-finished", _check_api_documented)
     app.connect("doctree-read", _collect_untranslated, priority=900)

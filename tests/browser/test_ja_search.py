@@ -122,9 +122,11 @@ def test_japanese_search_finds_the_term(tab: Tab, term: str) -> None:
     box.first.type(term)
     box.first.press("Enter")
     tab.page.wait_for_url(re.compile(r"search\.html\?q="))
+    # finished: the heading says "Search Results" (in Japanese) and no result is still pending
     tab.page.wait_for_function(
-        "() => { const s = document.querySelector('#search-results p.search-summary');"
-        " return s && s.innerText.trim().length > 0; }",
+        "() => { const h = document.querySelector('#search-results h2');"
+        " return h && h.innerText === Documentation.gettext('Search Results')"
+        " && Search._pulse_status === -1; }",
         timeout=30_000,
     )
     hrefs = tab.page.eval_on_selector_all(
