@@ -60,7 +60,10 @@ nitpicky = False  # numpydoc type names such as "Tensor" have no target offline 
 default_role = "py:obj"  # `name` in a docstring links to that object, as in numpydoc's docs
 
 # -- Internationalisation ----------------------------------------------------------------------
-locale_dirs = ["locales/", "_theme_locale/"]  # pages; then strings the theme leaves untranslated
+# pages; then strings the theme leaves untranslated (and _theme_locale/ja/LC_MESSAGES/sphinx.js,
+# Sphinx's search strings for the browser, which Sphinx looks up from the working directory:
+# hence an absolute path)
+locale_dirs = ["locales/", str(HERE / "_theme_locale")]
 gettext_compact = False  # one catalog per document: docs/locales/ja/LC_MESSAGES/<docname>.po
 gettext_location = False  # no "#: file:line" comments: catalogs diff only when text changes
 gettext_uuid = False

@@ -293,7 +293,8 @@ attnlens.head_view_html(layers_en, tokens_en)
 # The maps suggest where the model looks; they do not show that what it looks at matters. That
 # needs an intervention: change the input and watch the prediction. Removing the negation should
 # turn the English sentence positive, and so should replacing *good* by *bad*; removing the
-# negation from the Japanese sentence (良くなかった becomes 良かった) should turn it positive too.
+# negation from the Japanese sentence (あまり良くなかった becomes とても良かった, as あまり goes
+# only with a negation) should turn it positive too.
 
 variants = [
     english,
