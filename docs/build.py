@@ -167,7 +167,7 @@ ROOT_INDEX = """<!DOCTYPE html>
 </head>
 <body>
 <h1>attnlens</h1>
-<p>Attention in PyTorch, opened up. / PyTorch の注意（アテンション）を開いて見る。</p>
+<p>Attention in PyTorch, opened up. / PyTorch のアテンション（attention）を内側から理解する。</p>
 <ul class="attnlens-languages">
 {links}
 </ul>

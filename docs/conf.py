@@ -37,6 +37,7 @@ extensions = [
     # no CDN at read time (the module name really has hyphens).
     "sphinx-mathjax-offline",
     "attnlens_docs",  # docs/_ext: language switcher, untranslated-message check
+    "attnlens_search",  # docs/_ext: Japanese search by CJK bigrams and whole identifiers
 ]
 
 root_doc = "index"
@@ -59,7 +60,10 @@ nitpicky = False  # numpydoc type names such as "Tensor" have no target offline 
 default_role = "py:obj"  # `name` in a docstring links to that object, as in numpydoc's docs
 
 # -- Internationalisation ----------------------------------------------------------------------
-locale_dirs = ["locales/", "_theme_locale/"]  # pages; then strings the theme leaves untranslated
+# pages; then strings the theme leaves untranslated (and _theme_locale/ja/LC_MESSAGES/sphinx.js,
+# Sphinx's search strings for the browser, which Sphinx looks up from the working directory:
+# hence an absolute path)
+locale_dirs = ["locales/", str(HERE / "_theme_locale")]
 gettext_compact = False  # one catalog per document: docs/locales/ja/LC_MESSAGES/<docname>.po
 gettext_location = False  # no "#: file:line" comments: catalogs diff only when text changes
 gettext_uuid = False
@@ -77,6 +81,9 @@ html_static_path = ["_static"]
 html_css_files = ["attnlens.css"]
 html_js_files = ["attnlens.js"]
 html_last_updated_fmt = None
+# Japanese search: the index and the query are split the same way (CJK bigrams, whole
+# identifiers such as need_weights); docs/_ext/attnlens_search.py. English ignores the option.
+html_search_options = {"type": "attnlens_search.BigramSplitter"}
 html_show_sourcelink = True
 html_copy_source = True
 html_theme_options = {

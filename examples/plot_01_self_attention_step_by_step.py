@@ -118,7 +118,7 @@ by_hand = scaled.exp() / scaled.exp().sum(dim=-1, keepdim=True)  # (L, S)
 torch.testing.assert_close(weights, by_hand)
 
 row_sums = weights.sum(dim=-1)  # (L,)
-print(f"row sums = {row_sums}")
+print(f"row_sums = {row_sums}")
 torch.testing.assert_close(row_sums, torch.ones(3))
 assert torch.all(weights > 0)
 
@@ -255,7 +255,7 @@ def row_statistics(row_scores):
 
 
 stats = {"raw": [], "scaled": []}
-print(" d_k  var/d_k | max a: raw  scaled | entropy: raw  scaled | |J|: raw  scaled")
+print(" d_k  var/d_k | max_a: raw  scaled | entropy: raw  scaled | |J|: raw  scaled")
 for dim in dims:
     q = torch.randn(n_samples, 1, dim, generator=generator)  # (n_samples, 1, d_k)
     k = torch.randn(n_samples, S, dim, generator=generator)  # (n_samples, S, d_k)

@@ -98,7 +98,7 @@ print(f"head_1 =\n{heads[0]}")
 
 multi_head = torch.cat(heads, dim=-1) @ W_O  # Concat(head_1, head_2) W^O: (N, L, E)
 print(f"Concat(head_1, head_2) W^O =\n{multi_head}")
-print(f"largest difference: {(multi_head - out).abs().max().item():.2e}")
+print(f"max |multi_head - out| = {(multi_head - out).abs().max().item():.2e}")
 torch.testing.assert_close(multi_head, out, atol=1e-6, rtol=0)
 
 # %%

@@ -29,8 +29,11 @@ can and cannot tell us.
 # that, the model has to combine two tokens that may be several positions apart. Intensifiers
 # (*very*, とても) and openers (*honestly*, 正直) never change the label; they are distractors.
 #
-# The Japanese sentences are split the way a morphological analyser would split them, so that
-# the negation is a token of its own: 良くなかった becomes 良 / く / なかった.
+# The Japanese sentences are split by a simple rule of the generator, not by a morphological
+# analyser: the adjective stem, its inflection and the negation are tokens of their own, so
+# 良くなかった becomes 良 / く / なかった (MeCab with UniDic splits it as 良く / なかっ / た).
+# With a negation the Japanese templates use あまり or それほど where English has *very*:
+# あまり良くなかった, as a Japanese reader would say it.
 
 import torch
 
@@ -40,13 +43,14 @@ from attnlens.datasets import encode_batch, make_sentiment_dataset
 
 data = make_sentiment_dataset(2000, seed=0)
 train, test = data.split(0.2, seed=0)
-print(data, "->", len(train), "for training,", len(test), "held out")
+print(data)
+print(f"len(train) = {len(train)}, len(test) = {len(test)}")
 for example in data[:6]:
     print(f"{example.label}  {example.language}  {' '.join(example.tokens)}")
 
 # The best any model can do that reads the sentiment word and ignores the negation:
 word_only = sum(not example.negated for example in test) / len(test)
-print(f"sentiment word alone: right for {word_only:.1%} of the held-out sentences")
+print(f"word_only = {word_only:.1%}")
 
 # %%
 # A classifier from stock PyTorch layers
@@ -63,8 +67,8 @@ print(f"sentiment word alone: right for {word_only:.1%} of the held-out sentence
 result = train_classifier(train, test, seed=0)
 model, vocab = result.model, result.vocab
 print(model)
-print(f"trained in {result.seconds:.1f} s")
-print(f"accuracy: training {result.train_accuracy:.3f}, held out {result.test_accuracy:.3f}")
+print(f"seconds = {result.seconds:.1f}")
+print(f"train_accuracy = {result.train_accuracy:.3f}, test_accuracy = {result.test_accuracy:.3f}")
 assert result.test_accuracy is not None
 assert result.test_accuracy >= 0.95
 assert result.test_accuracy > word_only + 0.2  # so it reads the negation too
@@ -80,7 +84,7 @@ layer_names = [
     if isinstance(module, torch.nn.MultiheadAttention)
 ]
 n_layers, n_heads = len(layer_names), model.encoder.layers[0].self_attn.num_heads
-print(layer_names, "heads per layer:", n_heads)
+print(f"layer_names = {layer_names}, n_heads = {n_heads}")
 
 # %%
 # Capturing every head without changing the model
@@ -106,7 +110,7 @@ with torch.inference_mode():
         captured = model(ids, padding)  # (N, 2)
 
 assert torch.equal(captured, reference)
-print("logits identical with and without the capture:", torch.equal(captured, reference))
+print(f"torch.equal(captured, reference) = {torch.equal(captured, reference)}")
 for name, weights in cap.weights.items():
     print(name, tuple(weights.shape), "(N, H, L, S)")
 
@@ -146,13 +150,13 @@ for name in layer_names:
 # model that ignored the negation would call them positive.
 
 english = ["the", "movie", "was", "not", "very", "good"]
-japanese = ["この", "映画", "は", "とても", "良", "く", "なかった"]
+japanese = ["この", "映画", "は", "あまり", "良", "く", "なかった"]
 
 ids2, padding2 = encode_batch(vocab, [english, japanese])  # (2, S)
 with torch.inference_mode(), attnlens.capture_attention(model) as cap2:
     logits2 = model(ids2, padding2)  # (2, 2)
 probabilities = logits2.softmax(dim=-1)
-print("P(positive):", probabilities[:, 1])
+print(f"P(label = 1) = {probabilities[:, 1]}")
 assert logits2.argmax(dim=-1).tolist() == [0, 0]  # both negative, as they should be
 
 
@@ -184,7 +188,7 @@ layers_ja = per_layer(cap2, 1, japanese)
 fig = attnlens.plot_heads(layers_en[0], tokens_en)
 received = layers_en[0].mean(dim=1)  # (H, S): average weight each key receives
 for h in range(n_heads):
-    print(f"h{h + 1}: most weight on {tokens_en[int(received[h].argmax())]!r}")
+    print(f"h{h + 1}: argmax = {tokens_en[int(received[h].argmax())]!r}")
 
 # %%
 # The same layer, Japanese sentence
@@ -247,7 +251,10 @@ for name in layer_names:
     ratios[name, "negation"] = (cls_rows[rows, :, neg_pos] / uniform[:, None]).mean(dim=0)
     ratios[name, "sentiment"] = (cls_rows[rows, :, sent_pos] / uniform[:, None]).mean(dim=0)
 
-print(f"{len(negated)} negated sentences; weight from [CLS] / uniform, per head:")
+print(f"len(negated) = {len(negated)}")
+print(
+    f"  {'layer':24s} {'target':9s}", "  ".join(f"{'h' + str(h + 1):>5s}" for h in range(n_heads))
+)
 for (name, target), ratio in ratios.items():
     print(f"  {name:24s} {target:9s}", "  ".join(f"{r:5.2f}" for r in ratio.tolist()))
 best = max(float(r.max()) for r in ratios.values())
@@ -303,7 +310,8 @@ attnlens.head_view_html(layers_en, tokens_en)
 # The maps suggest where the model looks; they do not show that what it looks at matters. That
 # needs an intervention: change the input and watch the prediction. Removing the negation should
 # turn the English sentence positive, and so should replacing *good* by *bad*; removing the
-# negation from the Japanese sentence (良くなかった becomes 良かった) should turn it positive too.
+# negation from the Japanese sentence (あまり良くなかった becomes とても良かった, as あまり goes
+# only with a negation) should turn it positive too.
 
 variants = [
     english,

@@ -112,7 +112,7 @@ def heads_by_sdpa(**mask_arguments):
 causal = nn.Transformer.generate_square_subsequent_mask(L)  # (L, S), float
 print(f"causal mask =\n{causal}")
 out_causal, attn_causal = mha(X, X, X, attn_mask=causal, average_attn_weights=False)
-print(f"weights, sequence 1, head 1 =\n{attn_causal[0, 0]}")
+print(f"attn_causal[0, 0] =\n{attn_causal[0, 0]}")
 assert torch.all(attn_causal.triu(diagonal=1) == 0)
 
 # %%
@@ -207,8 +207,8 @@ empty = torch.tensor(
 )  # (N, S): sequence 2 has no real key at all
 out_weights_path, attn_empty = mha(X, X, X, key_padding_mask=empty)
 out_fused_path, no_weights = mha(X, X, X, key_padding_mask=empty, need_weights=False)
-print(f"need_weights=True, output of sequence 2 =\n{out_weights_path[1]}")
-print(f"need_weights=False, output of sequence 2 =\n{out_fused_path[1]}")
+print(f"need_weights=True: out[1] =\n{out_weights_path[1]}")
+print(f"need_weights=False: out[1] =\n{out_fused_path[1]}")
 
 assert torch.isnan(out_weights_path[1]).all()
 assert torch.isnan(attn_empty[1]).all()
@@ -237,8 +237,8 @@ mha_bias = nn.MultiheadAttention(E, H, batch_first=True).eval()  # bias=True
 with torch.no_grad():  # fast path: eval, no grad, self-attention, biases, batch_first
     fast, _ = mha_bias(X, X, X, key_padding_mask=empty, need_weights=False)
 slow, _ = mha_bias(X, X, X, key_padding_mask=empty, need_weights=False)  # autograd on
-print(f"no grad (fast path): {fast[1, 0]}")
-print(f"autograd on:         {slow[1, 0].detach()}")
+print(f"torch.no_grad(): {fast[1, 0]}")
+print(f"requires_grad:   {slow[1, 0].detach()}")
 assert torch.isnan(fast[1]).all()
 torch.testing.assert_close(slow[1].detach(), torch.zeros(L, E))
 
@@ -289,8 +289,8 @@ dropping.eval()
 _, attn_eval = dropping(X, X, X, average_attn_weights=False)  # (N, H, L, S)
 dropping.train()
 out_train, attn_train = dropping(X, X, X, average_attn_weights=False)  # (N, H, L, S)
-print(f"train() weights, sequence 1, head 1 =\n{attn_train[0, 0]}")
-print(f"row sums = {attn_train[0, 0].sum(dim=-1)}")
+print(f"train(): attn[0, 0] =\n{attn_train[0, 0]}")
+print(f"attn[0, 0].sum(dim=-1) = {attn_train[0, 0].sum(dim=-1)}")
 
 torch.testing.assert_close(attn_eval.sum(dim=-1), torch.ones(N, H, L))
 kept = attn_train != 0

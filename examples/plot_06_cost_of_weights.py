@@ -64,9 +64,9 @@ assert weight_bytes(1, H, 4096) == 256 * 2**20
 # We time three calls at :math:`L = 64, 256, 1024` with ``torch.utils.benchmark``, which
 # repeats each call until it has a stable estimate: without weights, with weights averaged over
 # the heads (the default), and with per-head weights (``average_attn_weights=False``, what you
-# need to look at heads). The numbers below come from the machine that built this page. They are
-# not asserted: they depend on the hardware, the number of threads, the dtype and whatever else
-# the machine is doing.
+# need to look at heads): columns ``t_none``, ``t_mean`` and ``t_heads``. The numbers below
+# come from the machine that built this page. They are not asserted: they depend on the
+# hardware, the number of threads, the dtype and whatever else the machine is doing.
 
 calls = {
     "need_weights=False": {"need_weights": False},
@@ -84,7 +84,7 @@ for length in lengths:
         with torch.inference_mode():
             seconds[name].append(timer.blocked_autorange(min_run_time=0.05).median)
 
-print(f"{'L':>5} {'no weights':>12} {'averaged':>12} {'per head':>12} {'ratio':>7}")
+print(f"{'L':>5} {'t_none':>12} {'t_mean':>12} {'t_heads':>12} {'ratio':>7}")
 for i, length in enumerate(lengths):
     fused, averaged, per_head = (seconds[name][i] for name in calls)
     print(
@@ -93,9 +93,9 @@ for i, length in enumerate(lengths):
     )
 
 # %%
-# The ratio column is the time with per-head weights divided by the time without weights. The
-# figure shows the three timings against the sequence length on log-log axes; a slope of 2 is
-# the quadratic growth of the score matrix.
+# The ``ratio`` column is ``t_heads / t_none``: the time with per-head weights divided by the
+# time without weights. The figure shows the three timings against the sequence length on
+# log-log axes; a slope of 2 is the quadratic growth of the score matrix.
 
 fig, ax = plt.subplots(figsize=(6, 3.8), layout="constrained")
 for (name, values), marker in zip(seconds.items(), "osd", strict=True):

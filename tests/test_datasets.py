@@ -198,3 +198,20 @@ def test_encode_batch() -> None:
     ids, mask = encode_batch(vocab, [["good"]], add_cls=True, length=3)
     assert ids.tolist() == [[vocab.cls_index, vocab["good"], 0]]
     assert mask.tolist() == [[False, False, True]]
+
+
+def test_japanese_degree_adverb_agrees_with_negation() -> None:
+    """とても良くなかった is not Japanese: a negated sentence takes あまり / それほど."""
+    ja = make_sentiment_dataset(1000, language="ja", seed=5, intensifier_rate=1.0)
+    negated_adverbs = {"あまり", "それほど"}
+    seen = set()
+    for example in ja:
+        assert example.intensifier_index is not None
+        adverb = example.tokens[example.intensifier_index]
+        seen.add(adverb)
+        assert (adverb in negated_adverbs) == example.negated, example.text
+    assert negated_adverbs <= seen
+    assert "とても" in seen
+    assert any(
+        example.tokens[example.intensifier_index :][:3] == ("あまり", "良", "く") for example in ja
+    )

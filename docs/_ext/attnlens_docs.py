@@ -361,8 +361,23 @@ _TITLE_RE = re.compile(r'(<div class="sphx-glr-thumbnail-title">)(.*?)(</div>)',
 _TOOLTIP_RE = re.compile(r'(tooltip=")(.*?)(")', re.DOTALL)
 
 
+_INTRO_CACHE: dict[tuple[int, str], str] = {}
+
+
 def _intro_text(env: BuildEnvironment, docname: str) -> str:
-    """The first paragraph of a (translated) example page, shortened as sphinx-gallery does."""
+    """The first paragraph of a (translated) example page, shortened as sphinx-gallery does.
+
+    Cached per build: every API entry's mini-gallery asks again for the same pages, and
+    unpickling an example's doctree each time made the Japanese build slower than the English
+    one, which runs the examples.
+    """
+    key = (id(env), docname)
+    if key not in _INTRO_CACHE:
+        _INTRO_CACHE[key] = _intro_text_uncached(env, docname)
+    return _INTRO_CACHE[key]
+
+
+def _intro_text_uncached(env: BuildEnvironment, docname: str) -> str:
     doctree = env.get_doctree(docname)
     for para in doctree.findall(nodes.paragraph):
         if not isinstance(para.parent, nodes.section):
@@ -448,6 +463,169 @@ class SolutionEnd(SphinxDirective):
 
 
 # --------------------------------------------------------------------------------------------
+# interface text of a translated build that no catalog reaches
+# --------------------------------------------------------------------------------------------
+#: Per language: the theme's search placeholder (a theme option, not a gettext string), the
+#: label sphinx-gallery puts before printed output (CSS ``content``, set in attnlens.css from
+#: ``data-attnlens-out``), and the words of numpydoc's parameter type lines.
+INTERFACE: dict[str, dict[str, str]] = {
+    "ja": {"search_bar_text": "ドキュメントを検索…"},
+}
+TYPE_WORDS: dict[str, list[tuple[re.Pattern[str], str]]] = {
+    "ja": [
+        (re.compile(r"\boptional\b"), "省略可"),
+        (re.compile(r"\bdefault\b:?"), "既定値"),
+        (re.compile(r"(?<=\s)or(?=\s)"), "または"),
+    ],
+}
+
+
+def _interface_text(_app: Sphinx, config: Any) -> None:
+    """Theme options that hold reader-facing text, in the language of the build."""
+    texts = INTERFACE.get(config.language or SOURCE_LANGUAGE, {})
+    if texts:
+        config.html_theme_options = {**config.html_theme_options, **texts}
+
+
+class TypeLinesInLanguage(SphinxTransform):
+    """numpydoc's type lines (``float, optional``, ``int, default 0``) in the build's language.
+
+    The type names stay (they are code); the English words around them (optional, default, or)
+    are replaced in a translated build. The lines are not in any catalog
+    (:class:`SignaturesAreNotProse`).
+    """
+
+    default_priority = 900
+
+    def apply(self, **_kwargs: Any) -> None:
+        rules = TYPE_WORDS.get(self.config.language or SOURCE_LANGUAGE)
+        if not rules:
+            return
+        for classifier in self.document.findall(nodes.classifier):
+            for text in list(classifier.findall(nodes.Text)):
+                if isinstance(text.parent, (nodes.literal, addnodes.pending_xref)):
+                    continue
+                new = str(text)
+                for pattern, replacement in rules:
+                    new = pattern.sub(replacement, new)
+                if new != str(text):
+                    text.parent.replace(text, nodes.Text(new))
+
+
+#: "Figure" in each language: the alt text of a gallery figure is "<Figure>: <section title>".
+FIGURE_WORD = {"en": "Figure", "ja": "図"}
+
+
+def _figure_alt_texts(app: Sphinx, doctree: nodes.document, docname: str) -> None:
+    """Meaningful, translated alt texts for sphinx-gallery's figures and thumbnails.
+
+    sphinx-gallery writes the figure's title as alt text (raw LaTeX for a maths title) or the
+    file name ("plot 01 self attention step by step"). Here every figure of an example page
+    gets "Figure: <page title> - <section title>", and a thumbnail the title of its page, both
+    already translated in a translated build.
+    """
+    language = app.config.language or SOURCE_LANGUAGE
+    word = FIGURE_WORD.get(language, FIGURE_WORD[SOURCE_LANGUAGE])
+    sep = "：" if language == "ja" else ": "
+    page_title = app.env.titles[docname].astext() if docname in app.env.titles else ""
+    for node in doctree.findall(nodes.Element):
+        if "alt" not in node.attributes and not isinstance(node, nodes.image):
+            continue
+        uri = str(node.get("uri", ""))
+        thumb = _THUMB_RE.search(uri)
+        if thumb:
+            parts = [p for p in PurePosixPath(uri).parts if p not in ("/", "..", ".")]
+            target = PurePosixPath(*parts).parent.parent.parent.joinpath(thumb["stem"]).as_posix()
+            if target in app.env.titles:
+                node["alt"] = app.env.titles[target].astext()
+            continue
+        if "sphx_glr_" not in uri:
+            continue
+        section = node.parent
+        while section is not None and not isinstance(section, nodes.section):
+            section = section.parent
+        heading = ""
+        if section is not None and section.children and isinstance(section[0], nodes.title):
+            heading = section[0].astext()
+        label = page_title if not heading or heading == page_title else f"{page_title} - {heading}"
+        alt = f"{word}{sep}{label}"
+        # sphinx-gallery's image-sg node writes its alt attribute unescaped; docutils' image does
+        # the escaping itself
+        node["alt"] = alt if isinstance(node, nodes.image) else html.escape(alt, quote=True)
+
+
+#: Words inside HTML that an example printed (the same output serves both languages): the head
+#: view's layer menu is labelled for screen readers in the page's language.
+RAW_HTML_WORDS: dict[str, list[tuple[str, str]]] = {
+    "ja": [
+        (
+            'class="attnlens-layer-select" aria-label="layer"',
+            'class="attnlens-layer-select" aria-label="層"',
+        )
+    ],
+}
+
+
+def _translate_raw_html(app: Sphinx, doctree: nodes.document, _docname: str) -> None:
+    rules = RAW_HTML_WORDS.get(app.config.language or SOURCE_LANGUAGE)
+    if not rules:
+        return
+    for node in doctree.findall(nodes.raw):
+        text = node.astext()
+        new = text
+        for old, replacement in rules:
+            new = new.replace(old, replacement)
+        if new != text:
+            node.children = [nodes.Text(new)]
+
+
+GLOSSARY_DOCNAME = "concepts/glossary"
+
+
+#: Where a Japanese term of the glossary may wrap: between the words of a compound
+#: (スケール化 / ドット積 / アテンション). Elsewhere the CSS keeps its characters together.
+_JA_WRAP = re.compile(
+    r"(?<=.)(?=アテンション|ドット|マスク|ロールアウト|フロー|エンコーディング|キャッシュ|ネットワーク"
+    r"|スコア|マップ|ビュー|ストリーム|テンソル|パス|カーネル|モード|ノルム|トークン|次元|（)"
+)
+
+
+def _mark_glossary_tables(_app: Sphinx, doctree: nodes.document, docname: str) -> None:
+    """Class ``attnlens-glossary`` on the glossary's tables (CSS: terms never wrap mid-word)."""
+    if docname != GLOSSARY_DOCNAME:
+        return
+    for table in doctree.findall(nodes.table):
+        table["classes"].append("attnlens-glossary")
+
+
+_TABLE_RE = re.compile(r'<table class="[^"]*attnlens-glossary.*?</table>', re.DOTALL)
+_SECOND_CELL_RE = re.compile(r"(<tr[^>]*>\s*<td[^>]*>.*?</td>\s*<td[^>]*>)(.*?)(</td>)", re.DOTALL)
+
+
+def _glossary_word_breaks(
+    _app: Sphinx,
+    pagename: str,
+    _templatename: str,
+    context: dict[str, Any],
+    _doctree: nodes.document | None,
+) -> None:
+    """A ``<wbr>`` between the words of each Japanese compound of the glossary's tables.
+
+    Done on the written HTML, after the search index has read the page (the index must see
+    スケール化ドット積アテンション whole).
+    """
+    if pagename != GLOSSARY_DOCNAME or "body" not in context:
+        return
+
+    def cell(m: re.Match[str]) -> str:
+        parts = re.split(r"(<[^>]+>)", m[2])
+        text = "".join(p if p.startswith("<") else "<wbr>".join(_JA_WRAP.split(p)) for p in parts)
+        return m[1] + text + m[3]
+
+    context["body"] = _TABLE_RE.sub(lambda t: _SECOND_CELL_RE.sub(cell, t[0]), context["body"])
+
+
+# --------------------------------------------------------------------------------------------
 def setup(app: Sphinx) -> dict[str, Any]:
     app.add_config_value("attnlens_require_translations", True, "env", types=frozenset({bool}))
     app.add_config_value("attnlens_translate_api", True, "env", types=frozenset({bool}))
@@ -459,6 +637,7 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.add_directive("attnlens-solution", Solution)
     app.add_directive("attnlens-solution-end", SolutionEnd)
     app.connect("html-page-context", _add_language_context)
+    app.connect("html-page-context", _glossary_word_breaks)
     # Reported at the end of every build, also an incremental one that read no page again.
     app.connect("build-finished", _check_api_documented)
     app.connect("doctree-read", _collect_untranslated, priority=900)
@@ -466,6 +645,11 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.connect("env-merge-info", _merge_untranslated)
     app.connect("build-finished", _report_untranslated)
     app.connect("doctree-resolved", _translate_thumbnails)
+    app.connect("doctree-resolved", _figure_alt_texts)
+    app.connect("doctree-resolved", _mark_glossary_tables)
+    app.connect("doctree-resolved", _translate_raw_html)
+    app.connect("config-inited", _interface_text)
+    app.add_transform(TypeLinesInLanguage)
     # env_version: bump when what the environment stores changes (forces a full re-read).
     return {
         "version": "1",

@@ -4,7 +4,7 @@ Sentences come from templates with negation and intensifiers, in English and
 Japanese, already split into tokens::
 
     the movie was not very good          ->  negative
-    この 映画 は とても 良 く なかった       ->  negative
+    この 映画 は あまり 良 く なかった       ->  negative
     honestly this plot is really boring   ->  negative
     その 演技 は 素敵 だった 。              ->  positive
 
@@ -16,9 +16,16 @@ the negation alone says nothing about the label and the sentiment word alone is 
 only for the sentences that are not negated.
 
 English negation is a word (``not``, ``never``, ``n't`` as in ``was n't``).
-Japanese negation is a suffix; tokens are split the way a morphological analyser
-would, so that the adjective stem keeps its polarity and the negation is a token of
-its own: 良い = ``良 い``, 良くなかった = ``良 く なかった``, 退屈ではない = ``退屈 では ない``.
+Japanese negation is a suffix. The Japanese tokens follow a simple rule of this
+generator, not a morphological analyser: the adjective stem keeps its polarity, the
+inflection is a token, and the negation is a token of its own: 良い = ``良 い``,
+良くなかった = ``良 く なかった``, 退屈ではない = ``退屈 では ない``. (MeCab with UniDic
+splits 良くなかった as ``良く なかっ た``, and つまらない as ``つまら ない``, which would
+make a negation token of a word that is not negated.)
+
+A negated Japanese sentence takes あまり or それほど where an affirmative one takes
+とても, すごく, ...: 「あまり良くなかった」, as Japanese is written (とても does not go with
+a negation). English keeps ``not very good``.
 
 Everything is deterministic for a given seed.
 """
@@ -96,6 +103,8 @@ _JA_DETERMINERS = ("この", "その", "あの")
 _JA_NOUNS = ("映画", "話", "物語", "演技", "結末", "音楽", "本", "番組", "脚本")
 _JA_TOPIC = "は"
 _JA_INTENSIFIERS = ("とても", "すごく", "本当に", "かなり", "非常に", "実に")
+# degree adverbs that go with a negation (あまり良くなかった; とても良くなかった is not Japanese)
+_JA_NEGATED_INTENSIFIERS = ("あまり", "それほど")
 # i-adjective stems: 良 い / 良 く ない / 良 かった / 良 く なかった
 _JA_I_POSITIVE = ("良", "面白", "楽し", "素晴らし", "美し")
 _JA_I_NEGATIVE = ("悪", "つまらな", "ひど", "くだらな", "弱")
@@ -150,6 +159,7 @@ def lexicon(language: Literal["en", "ja", "both"] = "both") -> tuple[str, ...]:
         for prefix in _JA_PREFIXES:
             words.extend(prefix)
         words.extend([*_JA_DETERMINERS, *_JA_NOUNS, _JA_TOPIC, *_JA_INTENSIFIERS])
+        words.extend(_JA_NEGATED_INTENSIFIERS)
         words.extend([*_JA_I_POSITIVE, *_JA_I_NEGATIVE, *_JA_NA_POSITIVE, *_JA_NA_NEGATIVE])
         for forms in _JA_I_FORMS.values():
             words.extend(forms)
@@ -265,7 +275,8 @@ def _japanese(
     intensifier_index = None
     if draws.bernoulli(intensifier_rate):
         intensifier_index = len(tokens)
-        tokens.append(_JA_INTENSIFIERS[draws.choice(_JA_INTENSIFIERS)])
+        adverbs = _JA_NEGATED_INTENSIFIERS if negated else _JA_INTENSIFIERS
+        tokens.append(adverbs[draws.choice(adverbs)])
     positive_word = bool(label) != negated
     past = draws.bernoulli(0.5)
     na_adjective = draws.bernoulli(0.375)
