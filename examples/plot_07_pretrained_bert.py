@@ -514,6 +514,25 @@ assert sdpa_gap < 1e-5
 assert len(sdpa.attentions) == 0
 
 # %%
+# :func:`attnlens.capture_attention` sees inside the ``sdpa`` model as well (walkthrough 8
+# shows how). It computes the weights of every ``scaled_dot_product_attention`` call beside the
+# fused kernel, and names each record after the module that made the call. The hidden states
+# stay those of the fused path, and the weights are the ones recorded on the stock layers.
+
+with torch.inference_mode():
+    with attnlens.capture_attention(hf_sdpa) as hf_cap:
+        sdpa_captured = hf_sdpa(input_ids=ids, token_type_ids=types)
+assert torch.equal(sdpa_captured.last_hidden_state, sdpa.last_hidden_state)
+print(hf_cap.names[:2])
+capture_gap = max(
+    (cap.weights[name] - hf_cap.weights[hf_name]).abs().max()
+    for name, hf_name in zip(cap.names, hf_cap.names, strict=True)
+)
+print(f"max |stock-layer capture - sdpa capture| = {capture_gap:.1e}")
+assert list(hf_cap.names) == [f"encoder.layer.{i}.attention.self" for i in range(len(layers))]
+assert capture_gap < 1e-5
+
+# %%
 # What MiniLM keeps of BERT-base
 # ------------------------------
 #
