@@ -11,7 +11,12 @@ warm-up, and the table gives the median time of each and its ratio to the uncapt
   model's own, possibly fused, path);
 * ``stock``: the usual recipe, forward hooks on every attention module that force
   ``need_weights=True, average_attn_weights=False`` (which turns the encoder layers'
-  fused fast path off and leaves the fused attention kernel).
+  fused fast path off and leaves the fused attention kernel);
+* ``floor``: what the promises cost at the least, with no capture machinery at all: the
+  uncaptured run, then the weights computed by plain code from tensors recorded before the
+  timings (each encoder layer's input, from which the queries and keys must be projected
+  again, since the fused fast path keeps them to itself; or each SDPA call's own queries,
+  keys and mask). attnlens cannot be cheaper than this and keep the outputs bit-identical.
 
 Cases: a Hugging Face ``BertModel`` of MiniLM's size (6 layers, d 384, 12 heads, N 8, L 128,
 fp32, CPU; L 512 in bf16 on CUDA) in its default sdpa mode, against the peer recipe (the same
@@ -56,6 +61,61 @@ class Case:
     reps: int
     warmup: int
     check: Callable[[], str] | None = None
+
+
+def layer_inputs(model: nn.Module, run: Callable[[], Any]) -> list[torch.Tensor]:
+    """The input of every ``nn.TransformerEncoderLayer`` of ``model`` during ``run()``."""
+    inputs: list[torch.Tensor] = []
+    handles = [
+        layer.register_forward_pre_hook(lambda _m, args: inputs.append(args[0]))
+        for layer in model.modules()
+        if isinstance(layer, nn.TransformerEncoderLayer)
+    ]
+    try:
+        run()
+    finally:
+        for handle in handles:
+            handle.remove()
+    return inputs
+
+
+def mha_weights_only(mha: nn.MultiheadAttention, x: torch.Tensor) -> torch.Tensor:
+    """softmax(q kᵀ / √D) of a batch-first self-attention module, the least work there is."""
+    n, length, e = x.shape  # (N, L, E)
+    h = mha.num_heads
+    d = e // h
+    qk = nn.functional.linear(x, mha.in_proj_weight[: 2 * e], mha.in_proj_bias[: 2 * e])
+    qk = qk.view(n, length, 2, h, d).permute(2, 0, 3, 1, 4)  # (2, N, H, L, D)
+    q, k = qk[0] * d**-0.5, qk[1]  # (N, H, L, D) each
+    return torch.softmax(q @ k.transpose(-2, -1), dim=-1)  # (N, H, L, L)
+
+
+def sdpa_arguments(run: Callable[[], Any]) -> list[tuple[torch.Tensor, ...]]:
+    """(q, k, mask) of every ``scaled_dot_product_attention`` call during ``run()``."""
+    calls: list[tuple[torch.Tensor, ...]] = []
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    class Record(torch.overrides.TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            kwargs = kwargs or {}
+            if func is sdpa:
+                mask = kwargs.get("attn_mask", args[3] if len(args) > 3 else None)
+                calls.append((args[0], args[1], mask))
+            return func(*args, **kwargs)
+
+    with Record():
+        run()
+    return calls
+
+
+def scores_softmax(q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """softmax(q kᵀ / √D + mask) for one recorded SDPA call (float or boolean mask)."""
+    scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)  # (N, H, L, S)
+    if mask is not None and mask.dtype == torch.bool:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    elif mask is not None:
+        scores = scores + mask
+    return torch.softmax(scores, dim=-1)
 
 
 @contextlib.contextmanager
@@ -111,6 +171,15 @@ def encoder_case(
             out = model(x)
         return out, weights
 
+    inputs = layer_inputs(model, uncaptured)
+    mhas = [m for m in model.modules() if isinstance(m, nn.MultiheadAttention)]
+
+    def floor() -> Any:
+        with torch.inference_mode():
+            out = model(x)
+            weights = [mha_weights_only(m, h) for m, h in zip(mhas, inputs, strict=True)]
+        return out, weights
+
     def check() -> str:
         expected = uncaptured()
         out, cap = attnlens()
@@ -134,7 +203,7 @@ def encoder_case(
             f"L {length}, {name}, {device.type}"
         ),
         device=device,
-        variants={"uncaptured": uncaptured, "attnlens": attnlens, "stock": stock},
+        variants={"uncaptured": uncaptured, "attnlens": attnlens, "stock": stock, "floor": floor},
         baseline="uncaptured",
         reps=reps,
         warmup=warmup,
@@ -218,6 +287,14 @@ def hf_bert_case(
             out = eager(ids, attention_mask=real, output_attentions=True)
         return out.last_hidden_state, out.attentions
 
+    recorded = sdpa_arguments(uncaptured)
+
+    def floor() -> Any:
+        with torch.inference_mode():
+            out = sdpa(ids, attention_mask=real).last_hidden_state
+            weights = [scores_softmax(*call) for call in recorded]
+        return out, weights
+
     def check() -> str:
         expected = uncaptured()
         out, cap = attnlens()
@@ -245,6 +322,7 @@ def hf_bert_case(
             "uncaptured (sdpa)": uncaptured,
             "attnlens (sdpa)": attnlens,
             "eager + output_attentions": eager_recipe,
+            "floor (sdpa)": floor,
         },
         baseline="uncaptured (sdpa)",
         reps=reps,

@@ -29,6 +29,12 @@ from attnlens.capture import capture_attention
 
 transformers = pytest.importorskip("transformers")
 
+#: transformers 5 needs torch >= 2.6; attnlens accepts torch >= 2.5 (nox -s tests-oldest-torch).
+HF = pytest.mark.skipif(
+    not transformers.utils.is_torch_available(),
+    reason=f"transformers {transformers.__version__} does not run on torch {torch.__version__}",
+)
+
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 TOL = {"rtol": 0.0, "atol": 1e-6}
@@ -128,6 +134,7 @@ CASES = [
 ]
 
 
+@HF
 @pytest.mark.parametrize(("family", "padding"), CASES)
 def test_hf_sdpa_capture_equals_eager_output_attentions(family: str, padding: bool) -> None:
     sdpa, eager, pattern = build_pair(family)
@@ -147,6 +154,7 @@ def test_hf_sdpa_capture_equals_eager_output_attentions(family: str, padding: bo
         torch.testing.assert_close(rows_of(weights, rows), rows_of(want, rows), **TOL)
 
 
+@HF
 @pytest.mark.parametrize(("family", "padding"), CASES)
 def test_hf_eager_capture_is_what_the_model_returns(family: str, padding: bool) -> None:
     _, eager, pattern = build_pair(family)
@@ -161,6 +169,7 @@ def test_hf_eager_capture_is_what_the_model_returns(family: str, padding: bool) 
         torch.testing.assert_close(got.attentions[i], want, rtol=0, atol=0)
 
 
+@HF
 @pytest.mark.parametrize("family", ["bert", "gpt2", "llama"])
 def test_output_attentions_works_on_an_sdpa_model_under_capture(family: str) -> None:
     sdpa, eager, _ = build_pair(family)
@@ -181,6 +190,7 @@ def test_output_attentions_works_on_an_sdpa_model_under_capture(family: str) -> 
     assert after.attentions == ()
 
 
+@HF
 @pytest.mark.parametrize("family", list(FAMILIES))
 @pytest.mark.parametrize("training", [False, True])
 @pytest.mark.parametrize("autocast", [False, True])

@@ -63,6 +63,8 @@ def minilm(model_dir: Path) -> tuple[BertEncoder, Any]:
 def hf_eager(model_dir: Path) -> Any:
     """Hugging Face's BertModel read from the same files, eager attention, float32."""
     transformers = pytest.importorskip("transformers")
+    if not transformers.utils.is_torch_available():
+        pytest.skip(f"transformers {transformers.__version__} needs a newer torch")
     transformers.utils.logging.disable_progress_bar()
     transformers.utils.logging.set_verbosity_error()
     model = transformers.BertModel.from_pretrained(
@@ -226,6 +228,8 @@ def _corpus_pairs() -> list[tuple[str, str]]:
 def test_tokenizer_matches_hf(minilm: tuple[BertEncoder, Any], model_dir: Path):
     """Same ids and token types as Hugging Face's tokenizer for the same files."""
     transformers = pytest.importorskip("transformers")
+    if not transformers.utils.is_torch_available():
+        pytest.skip(f"transformers {transformers.__version__} needs a newer torch")
     hf_tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
     _, tokenizer = minilm
     cases = [(a, b) for a, b in TEXTS] + list(_corpus_pairs())
