@@ -67,7 +67,7 @@ print(encoding.type_ids)
 #
 # BERT keeps three separate ``nn.Linear(384, 384)`` layers per attention block: ``query``,
 # ``key`` and ``value``. ``nn.MultiheadAttention`` keeps one packed ``in_proj_weight`` of
-# shape :math:`(3E, E)`. The loader stacks the three, which is walkthrough 2's packing read in
+# shape :math:`(3E, E)`. The loader stacks the three, which is walkthrough 2's slicing done in
 # reverse. We check it against the tensors stored in the file, read here directly with
 # ``safetensors``: in every layer, the packed weight and bias are the three stacked, bit for
 # bit.
@@ -519,9 +519,8 @@ assert len(sdpa.attentions) == 0
 # fused kernel, and names each record after the module that made the call. The hidden states
 # stay those of the fused path, and the weights are the ones recorded on the stock layers.
 
-with torch.inference_mode():
-    with attnlens.capture_attention(hf_sdpa) as hf_cap:
-        sdpa_captured = hf_sdpa(input_ids=ids, token_type_ids=types)
+with torch.inference_mode(), attnlens.capture_attention(hf_sdpa) as hf_cap:
+    sdpa_captured = hf_sdpa(input_ids=ids, token_type_ids=types)
 assert torch.equal(sdpa_captured.last_hidden_state, sdpa.last_hidden_state)
 print(hf_cap.names[:2])
 capture_gap = max(
@@ -575,3 +574,41 @@ assert capture_gap < 1e-5
 # what the maps show, measured on our corpus; whether the weight on ``[CLS]`` really does
 # nothing, as Clark et al. argued for ``[SEP]``, is a question for an intervention, not for
 # another map (see :doc:`/concepts/reading-attention-maps`).
+
+# %%
+# Exercises
+# ---------
+#
+# **Exercise 1.** On the sentence pair of the first sections, find the head that puts the
+# most weight on the previous token, averaged over the tokens, across all layers and heads.
+# Is it head 3 of layer 1?
+#
+# .. attnlens-solution::
+
+previous = torch.stack(
+    [w.diagonal(-1, dim1=-2, dim2=-1).mean(dim=-1) for w in per_layer]
+)  # (layers, H): mean weight of query i on key i - 1
+best_layer, best_head = divmod(int(previous.argmax()), previous.shape[1])
+print(f"L{best_layer + 1}-H{best_head + 1}: {float(previous.max()):.2f}")
+assert (best_layer, best_head) == (0, head)
+
+# %%
+# .. attnlens-solution-end::
+#
+# **Exercise 2.** Pass Hugging Face's sdpa model an ``attention_mask`` that hides the last
+# three tokens, inside a capture. Which weights must be exactly zero, in every layer?
+#
+# .. attnlens-solution::
+
+hidden_keys = torch.ones_like(ids)  # (N, L): 1 = a real token
+hidden_keys[:, -3:] = 0
+with torch.inference_mode(), attnlens.capture_attention(hf_sdpa) as masked:
+    hf_sdpa(input_ids=ids, token_type_ids=types, attention_mask=hidden_keys)
+for name in masked.names:
+    assert bool((masked.weights[name][..., -3:] == 0).all())  # no query looks at them
+    rows = masked.weights[name].sum(dim=-1)  # (N, H, L)
+    torch.testing.assert_close(rows, torch.ones_like(rows))
+print("tokens[-3:] =", tokens[-3:])
+
+# %%
+# .. attnlens-solution-end::

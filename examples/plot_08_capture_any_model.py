@@ -243,3 +243,46 @@ plt.show()
 # for all layers × heads, :func:`attnlens.head_view_html` for an interactive view and
 # :func:`attnlens.attention_rollout` across layers. Walkthrough 7 uses them on a real
 # pretrained model.
+
+# %%
+# Exercises
+# ---------
+#
+# **Exercise 1.** Generate three tokens greedily with the GPT-style model, inside one capture
+# that selects only the first block's attention (``modules="h.0.*"``) and keeps only the most
+# recent call of each module (``keep_calls=False``). What shape do the weights have at the end?
+#
+# .. attnlens-solution::
+
+sequence = idx[:1]  # (1, L)
+first_block = attnlens.capture_attention(gpt, modules="h.0.*", keep_calls=False)
+with torch.no_grad(), first_block as latest:
+    for _ in range(3):
+        next_token = gpt(sequence)[:, -1].argmax(dim=-1, keepdim=True)  # (1, 1)
+        sequence = torch.cat([sequence, next_token], dim=1)  # (1, L + 1)
+print("latest.names =", latest.names)
+print("shape =", tuple(latest.weights["h.0.attn"].shape))
+assert latest.names == ("h.0.attn",)
+assert latest.weights["h.0.attn"].shape == (1, 4, 10, 10)  # the third call saw 10 tokens
+
+# %%
+# .. attnlens-solution-end::
+#
+# **Exercise 2.** In grouped-query attention four query heads share two key and value heads
+# (``enable_gqa=True``): query heads 1 and 2 use key head 1, query heads 3 and 4 key head 2.
+# Check it on :func:`attnlens.sdpa_weights`, and check that the weights times the shared
+# values give SDPA's output.
+#
+# .. attnlens-solution::
+
+q4 = torch.randn(1, 4, 3, 8)  # (N, H_q, L, D)
+k2, v2 = torch.randn(1, 2, 5, 8), torch.randn(1, 2, 5, 8)  # (N, H_kv, S, D)
+grouped = attnlens.sdpa_weights(q4, k2, enable_gqa=True)  # (N, H_q, L, S)
+torch.testing.assert_close(grouped[:, :2], attnlens.sdpa_weights(q4[:, :2], k2[:, [0, 0]]))
+torch.testing.assert_close(grouped[:, 2:], attnlens.sdpa_weights(q4[:, 2:], k2[:, [1, 1]]))
+shared = v2.repeat_interleave(2, dim=1)  # (N, H_q, S, D): value head h // 2 for query head h
+kernel_out = F.scaled_dot_product_attention(q4, k2, v2, enable_gqa=True)  # (N, H_q, L, D)
+torch.testing.assert_close(grouped @ shared, kernel_out)
+
+# %%
+# .. attnlens-solution-end::
