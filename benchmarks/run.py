@@ -230,6 +230,10 @@ def mha_case(
         with torch.inference_mode(), capture_attention(mha):
             return mha(x, x, x, need_weights=False)
 
+    def floor() -> Any:
+        with torch.inference_mode():
+            return mha(x, x, x, need_weights=False), mha_weights_only(mha, x)
+
     name = {torch.float32: "fp32", torch.bfloat16: "bf16"}.get(dtype, str(dtype))
     return Case(
         title=f"nn.MultiheadAttention, E 384, 12 heads, N 8, L {length}, {name}, {device.type}",
@@ -238,6 +242,7 @@ def mha_case(
             "need_weights=False": no_weights,
             "attnlens (need_weights=False)": attnlens,
             "need_weights=True": per_head_weights,
+            "floor": floor,
         },
         baseline="need_weights=False",
         reps=reps,
