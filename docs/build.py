@@ -11,8 +11,9 @@ Usage (from the repository root; ``nox -s docs`` / ``nox -s i18n`` call the firs
     Builds English into ``docs/_build/html/en/`` and Japanese (``-D language=ja``) into
     ``docs/_build/html/ja/`` with ``-W --keep-going`` (any warning, any failing example or
     notebook cell fails the build), writes ``docs/_build/html/index.html`` leading to both,
-    checks that no page loads anything from another host, runs ``check-i18n``, and prints
-    where to open the site. The examples and the concept pages execute once: the English
+    checks that no page loads anything from another host, runs ``check-i18n`` (its message
+    extraction runs beside the Japanese build, in a second process), and prints where to
+    open the site. The examples and the concept pages execute once: the English
     build runs them, the Japanese build reuses sphinx-gallery's outputs in
     ``docs/auto_examples`` (re-run only when an example's MD5 changes) and myst-nb's
     execution cache in ``docs/_build/.jupyter_cache``. The Japanese build itself warns (so
@@ -49,6 +50,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,10 +93,19 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _sphinx(args: list[str], *, cwd: Path = ROOT) -> int:
+def _sphinx(args: list[str], *, cwd: Path = ROOT, output: list[str] | None = None) -> int:
+    """Run sphinx-build; with ``output``, collect what it prints there instead of printing."""
     cmd = [sys.executable, "-m", "sphinx", *args]
-    _say("$ " + " ".join(str(a) for a in cmd))
-    return subprocess.run(cmd, cwd=cwd, env=_env(), check=False).returncode
+    line = "$ " + " ".join(str(a) for a in cmd)
+    if output is None:
+        _say(line)
+        return subprocess.run(cmd, cwd=cwd, env=_env(), check=False).returncode
+    done = subprocess.run(
+        cmd, cwd=cwd, env=_env(), check=False, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    output += [f"[docs] {line}\n", done.stdout]
+    return done.returncode
 
 
 def _elapsed(start: float) -> str:
@@ -304,11 +315,14 @@ def cmd_html(args: list[str]) -> int:
     timings: list[tuple[str, str]] = []
     failed: list[str] = []
     built: list[str] = []
+    extraction: Extraction | None = None
     for lang in languages:
         if failed:
             _say(f"skipping the {lang!r} build: the {failed[0]!r} build failed")
             failed.append(f"{lang} (skipped)")
             continue
+        if lang != SOURCE_LANGUAGE and not no_check and extraction is None:
+            extraction = Extraction()  # check-i18n's extraction, beside the translated builds
         t = time.perf_counter()
         opts = ["-b", "html", *SPHINX_FLAGS, "-d", str(DOCTREES / lang), "-D", f"language={lang}"]
         if allow_untranslated and lang != SOURCE_LANGUAGE:
@@ -335,10 +349,12 @@ def cmd_html(args: list[str]) -> int:
 
     if not no_check and not failed:
         t = time.perf_counter()
-        status = check_i18n(fail_untranslated=not allow_untranslated)
-        timings.append(("check-i18n", _elapsed(t)))
+        status = check_i18n(fail_untranslated=not allow_untranslated, extraction=extraction)
+        timings.append(("check-i18n", _elapsed(t) + (" (after the builds)" if extraction else "")))
         if status != 0:
             failed.append("check-i18n")
+    elif extraction is not None:
+        extraction.close()
 
     print()
     for what, took in timings:
@@ -369,8 +385,13 @@ def _scratch_copy(dest: Path) -> Path:
     return dest / "docs"
 
 
-def extract_messages(pot_dir: Path, extra: list[str] | None = None) -> int:
-    """Run the gettext builder on a pristine copy of the sources, writing ``pot_dir``."""
+def extract_messages(
+    pot_dir: Path, extra: list[str] | None = None, output: list[str] | None = None
+) -> int:
+    """Run the gettext builder on a pristine copy of the sources, writing ``pot_dir``.
+
+    With ``output``, what sphinx-build prints is collected there (see :class:`Extraction`).
+    """
     with tempfile.TemporaryDirectory(prefix="attnlens-gettext-") as tmp:
         src = _scratch_copy(Path(tmp))
         if pot_dir.exists():
@@ -381,7 +402,7 @@ def extract_messages(pot_dir: Path, extra: list[str] | None = None) -> int:
             "-D", "plot_gallery=0",  # sphinx-gallery: write the pages, run no example
             "-D", "nb_execution_mode=off",  # myst-nb: outputs are never translated
         ]  # fmt: skip
-        code = _sphinx([*opts, *(extra or []), str(src), str(pot_dir)])
+        code = _sphinx([*opts, *(extra or []), str(src), str(pot_dir)], output=output)
     # Templates have no translatable string of ours: an empty sphinx.pot is noise.
     sphinx_pot = pot_dir / "sphinx.pot"
     if sphinx_pot.exists() and not _read_catalog(sphinx_pot).messages:
@@ -480,54 +501,95 @@ def _print_table(reports: list[Report], language: str) -> None:
     print(f"  {'all':<52} {total:>6} {untranslated:>9} {fuzzy:>6}   {pct:.1f}% translated\n")
 
 
-def check_i18n(*, fail_untranslated: bool = True) -> int:
-    """Fresh extraction compared with the committed catalogs; non-zero on any problem."""
+class Extraction:
+    """check-i18n's fresh extraction of the messages, run in a thread beside other work.
+
+    It reads only the sources (``plot_gallery=0``, no notebook runs), in its own sphinx-build
+    process; ``html`` starts it when the translated builds begin, so that on two cores it
+    costs hardly any wall time (a translated build is one busy Python process). Its output is
+    collected and printed by :meth:`wait`, not interleaved with the build's.
+    """
+
+    def __init__(self) -> None:
+        self._tmp = tempfile.TemporaryDirectory(prefix="attnlens-pot-")
+        self.pot_dir = Path(self._tmp.name) / "gettext"
+        self._output: list[str] = []
+        self._code = 1
+        self._thread = threading.Thread(target=self._run, name="extract-messages", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        self._code = extract_messages(self.pot_dir, output=self._output)
+
+    def wait(self) -> int:
+        """Wait for the extraction; print its output; return sphinx-build's exit status."""
+        self._thread.join()
+        print("".join(self._output), end="")
+        return self._code
+
+    def close(self) -> None:
+        self._thread.join()
+        self._tmp.cleanup()
+
+
+def check_i18n(*, fail_untranslated: bool = True, extraction: Extraction | None = None) -> int:
+    """Fresh extraction compared with the committed catalogs; non-zero on any problem.
+
+    ``extraction`` is one already started (by ``html``); without it, one is run now.
+    """
     _say("check-i18n: extracting messages afresh (no example runs)")
-    with tempfile.TemporaryDirectory(prefix="attnlens-pot-") as tmp:
-        pot_dir = Path(tmp) / "gettext"
-        if extract_messages(pot_dir) != 0:
-            _say("check-i18n FAILED: the gettext build failed")
-            return 1
-        status = 0
-        for language in TRANSLATED:
-            reports = compare_catalogs(pot_dir, language)
-            _print_table(reports, language)
-            stale = [r for r in reports if r.missing or r.unused or r.note]
-            incomplete = [r for r in reports if r.untranslated or r.fuzzy]
-            for r in stale:
-                what = r.note or (
-                    f"{len(r.missing)} message(s) of the page missing from the catalog, "
-                    f"{len(r.unused)} catalog entr(y/ies) no longer on the page"
-                )
-                _say(f"stale: {language}/LC_MESSAGES/{r.domain}.po: {what}")
-                for m in (r.missing + r.unused)[:5]:
-                    print(f"      {m[:100]!r}")
-            for r in incomplete:
+    extraction = extraction or Extraction()
+    try:
+        return _compare_with_extraction(extraction, fail_untranslated=fail_untranslated)
+    finally:
+        extraction.close()
+
+
+def _compare_with_extraction(extraction: Extraction, *, fail_untranslated: bool) -> int:
+    if extraction.wait() != 0:
+        _say("check-i18n FAILED: the gettext build failed")
+        return 1
+    pot_dir = extraction.pot_dir
+    status = 0
+    for language in TRANSLATED:
+        reports = compare_catalogs(pot_dir, language)
+        _print_table(reports, language)
+        stale = [r for r in reports if r.missing or r.unused or r.note]
+        incomplete = [r for r in reports if r.untranslated or r.fuzzy]
+        for r in stale:
+            what = r.note or (
+                f"{len(r.missing)} message(s) of the page missing from the catalog, "
+                f"{len(r.unused)} catalog entr(y/ies) no longer on the page"
+            )
+            _say(f"stale: {language}/LC_MESSAGES/{r.domain}.po: {what}")
+            for m in (r.missing + r.unused)[:5]:
+                print(f"      {m[:100]!r}")
+        for r in incomplete:
+            _say(
+                f"incomplete: {language}/LC_MESSAGES/{r.domain}.po: "
+                f"{len(r.untranslated)} untranslated, {len(r.fuzzy)} fuzzy"
+            )
+            for m in (r.untranslated + r.fuzzy)[:5]:
+                print(f"      {m[:100]!r}")
+        if stale and fail_untranslated:
+            _say(
+                f"check-i18n FAILED: the {language!r} catalogs are stale; run `nox -s i18n` "
+                "(python docs/build.py gettext), translate, and commit docs/locales/"
+            )
+            status = 1
+        elif stale:
+            _say("check-i18n: stale catalogs allowed (--allow-untranslated); run nox -s i18n")
+        if incomplete:
+            if fail_untranslated:
                 _say(
-                    f"incomplete: {language}/LC_MESSAGES/{r.domain}.po: "
-                    f"{len(r.untranslated)} untranslated, {len(r.fuzzy)} fuzzy"
-                )
-                for m in (r.untranslated + r.fuzzy)[:5]:
-                    print(f"      {m[:100]!r}")
-            if stale and fail_untranslated:
-                _say(
-                    f"check-i18n FAILED: the {language!r} catalogs are stale; run `nox -s i18n` "
-                    "(python docs/build.py gettext), translate, and commit docs/locales/"
+                    f"check-i18n FAILED: the {language!r} catalogs must be 100% translated "
+                    "with no fuzzy entry (translate the msgstr, delete the '#, fuzzy' line)"
                 )
                 status = 1
-            elif stale:
-                _say("check-i18n: stale catalogs allowed (--allow-untranslated); run nox -s i18n")
-            if incomplete:
-                if fail_untranslated:
-                    _say(
-                        f"check-i18n FAILED: the {language!r} catalogs must be 100% translated "
-                        "with no fuzzy entry (translate the msgstr, delete the '#, fuzzy' line)"
-                    )
-                    status = 1
-                else:
-                    _say("check-i18n: untranslated/fuzzy messages allowed (--allow-untranslated)")
-            if not stale and not incomplete:
-                _say(f"check-i18n: {language!r} catalogs up to date and complete")
+            else:
+                _say("check-i18n: untranslated/fuzzy messages allowed (--allow-untranslated)")
+        if not stale and not incomplete:
+            _say(f"check-i18n: {language!r} catalogs up to date and complete")
     return status
 
 
