@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import doctest
 import math
 import re
 from pathlib import Path
@@ -9,11 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
 from viewtools import chromium_page, embedded, page_with, parse
 
 import attnlens
+import attnlens.neuronview
 from attnlens.neuronview import MAX_HEAD_DIM, NEURON_VIEW_LABELS, NeuronView, neuron_view_html
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -118,6 +121,160 @@ def test_markup_shows_the_chosen_query_and_head() -> None:
     assert "q · k × 0.5" in neuron_view_html(q, k, TOKENS, scale=0.5).html
     data = embedded(parsed.scripts[0])
     np.testing.assert_allclose(data["weights"], np.round(view.weights, 4), atol=1e-12)
+
+
+# ------------------------------------------------------------------ masks
+
+MINUS_INF = "\u2212\u221e"
+
+
+@st.composite
+def _masks(draw: st.DrawFn, heads: int, rows: int, cols: int) -> torch.Tensor:
+    """A bool or float SDPA mask of shape (L, S), (1, L, S) or (H, L, S)."""
+    shape = draw(st.sampled_from([(rows, cols), (1, rows, cols), (heads, rows, cols)]))
+    seed = draw(st.integers(0, 2**16))
+    generator = torch.Generator().manual_seed(seed)
+    keep = torch.rand(shape, generator=generator) < draw(st.floats(0.2, 1.0))
+    if draw(st.booleans()):
+        return keep
+    bias = torch.randn(shape, generator=generator, dtype=torch.float64)
+    return bias.masked_fill(~keep, float("-inf"))  # finite additions, and -inf
+
+
+@given(
+    heads=st.integers(1, 3),
+    rows=st.integers(1, 5),
+    cols=st.integers(1, 5),
+    dim=st.integers(1, 4),
+    seed=st.integers(0, 2**16),
+    double=st.booleans(),
+    data=st.data(),
+)
+def test_masked_weights_agree_with_sdpa(
+    heads: int, rows: int, cols: int, dim: int, seed: int, double: bool, data: st.DataObject
+) -> None:
+    """Bool and float masks, and is_causal: the weights are SDPA's, weights @ v its output."""
+    dtype = torch.float64 if double else torch.float32
+    q = _qk(heads, rows, dim, seed, dtype)  # (H, L, D)
+    k = _qk(heads, cols, dim, seed + 1, dtype)  # (H, S, D)
+    v = _qk(heads, cols, dim, seed + 2, dtype)  # (H, S, D)
+    causal = data.draw(st.booleans(), label="is_causal")
+    mask = None if causal else data.draw(_masks(heads, rows, cols), label="attn_mask")
+    sdpa_mask = mask if mask is None or mask.dtype == torch.bool else mask.to(dtype)
+    view = neuron_view_html(
+        q,
+        k,
+        [f"q{i}" for i in range(rows)],
+        [f"k{j}" for j in range(cols)],
+        attn_mask=mask,
+        is_causal=causal,
+    )
+    tol = {"rtol": 1e-5, "atol": 1e-6} if dtype == torch.float32 else {}
+    _, expected = attnlens.scaled_dot_product_attention(
+        q, k, v, attn_mask=sdpa_mask, is_causal=causal
+    )  # (H, L, S)
+    weights = torch.from_numpy(view.weights)
+    torch.testing.assert_close(weights.to(dtype), expected, **tol)
+    output = F.scaled_dot_product_attention(q, k, v, attn_mask=sdpa_mask, is_causal=causal)
+    torch.testing.assert_close((weights @ v.double()).to(dtype), output, **tol)
+    assert view.mask is not None
+    assert view.mask.shape == (heads, rows, cols)
+    blocked = view.mask == -math.inf  # (H, L, S)
+    assert np.all(view.weights[blocked] == 0)
+    fully = blocked.all(axis=-1)  # (H, L)
+    np.testing.assert_allclose(view.weights.sum(axis=-1), np.where(fully, 0.0, 1.0), atol=1e-12)
+    if causal:
+        above = np.triu(np.ones((rows, cols)), 1) > 0  # (L, S): keys after the query
+        np.testing.assert_array_equal(blocked, np.broadcast_to(above, blocked.shape))
+
+
+def test_without_a_mask_there_is_no_mask_column() -> None:
+    view = neuron_view_html(_qk(2, 3, 2), _qk(2, 3, 2, seed=1), ["a", "b", "c"])
+    assert view.mask is None
+    parsed = parse(view.html)
+    assert parsed.find("td", "attnlens-mask") == []
+    heads = [a for tag, a in parsed.elements if tag == "th" and a.get("data-l10n-title") == "mask"]
+    assert heads == []
+    assert embedded(parsed.scripts[0])["mask"] is None
+
+
+def test_markup_of_a_causal_view() -> None:
+    q, k = _qk(2, 4, 3), _qk(2, 4, 3, seed=1)
+    view = neuron_view_html(q, k, TOKENS, is_causal=True, query_index=1, decimals=3)
+    parsed = parse(view.html)
+    masks = [parsed.texts[i] for i, _ in parsed.find("td", "attnlens-mask")]
+    assert masks == ["0.000", "0.000", MINUS_INF, MINUS_INF]  # query 1 sees keys 0 and 1
+    rows = [a for tag, a in parsed.elements if tag == "tr" and "data-key" in a]
+    assert [a.get("class") for a in rows] == [None, None, "attnlens-masked", "attnlens-masked"]
+    values = [float(parsed.texts[i]) for i, _ in parsed.find("span", "attnlens-value")]
+    np.testing.assert_allclose(values, view.weights[0, 1], atol=6e-4)
+    assert values[2:] == [0.0, 0.0]
+    assert "+ mask" in view.html
+    japanese = neuron_view_html(q, k, TOKENS, is_causal=True, language="ja").html
+    assert "+ マスク" in japanese
+    assert "+ mask" not in japanese
+    (script,) = parsed.scripts
+    data = embedded(script)
+    assert data["mask"][0][1] == [0.0, 0.0, None, None]  # -inf is null in the JSON
+    assert "Infinity" not in script
+    assert NEURON_VIEW_LABELS["ja"]["mask"] in neuron_view_html(q, k, TOKENS, is_causal=True).html
+    assert NEURON_VIEW_LABELS["ja"]["mask"] in japanese
+
+
+def test_a_query_with_every_key_masked_gets_zero_weights() -> None:
+    q, k = _qk(1, 3, 2), _qk(1, 3, 2, seed=1)
+    keep = torch.tensor([[True, False, True], [False, False, False], [True, True, True]])
+    view = neuron_view_html(q, k, ["a", "b", "c"], attn_mask=keep)
+    np.testing.assert_array_equal(view.weights[0, 1], [0.0, 0.0, 0.0])
+    assert view.weights[0, 0, 1] == 0
+    assert view.weights[0, 0].sum() == pytest.approx(1)
+    output = F.scaled_dot_product_attention(q, k, k, attn_mask=keep)
+    torch.testing.assert_close(output[0, 1], torch.zeros(2))  # SDPA's output for that query: 0
+
+
+def test_a_batched_mask_follows_batch_index() -> None:
+    q, k = _qk(3, 4, 2)[:, None], _qk(3, 4, 2, seed=1)[:, None]  # (N, H, L, D) = (3, 1, 4, 2)
+    keep = torch.rand(3, 1, 4, 4, generator=torch.Generator().manual_seed(3)) < 0.7
+    keep[..., 0] = True
+    for n in range(3):
+        view = neuron_view_html(q, k, list("abcd"), batch_index=n, attn_mask=keep)
+        _, expected = attnlens.scaled_dot_product_attention(
+            q[n].double(), k[n].double(), k[n].double(), attn_mask=keep[n]
+        )
+        torch.testing.assert_close(torch.from_numpy(view.weights), expected)
+
+
+def test_mask_errors_name_the_argument_and_the_shapes() -> None:
+    q, k = _qk(2, 3, 2), _qk(2, 4, 2, seed=1)
+    tokens, keys = ["a", "b", "c"], ["w", "x", "y", "z"]
+    with pytest.raises(
+        ValueError, match=r"attn_mask: expected shape \(L, S\) = \(3, 4\), .*got \(4, 3\)"
+    ):
+        neuron_view_html(q, k, tokens, keys, attn_mask=torch.ones(4, 3, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"\(H, L, S\) = \(2, 3, 4\).*got \(3, 3, 4\)"):
+        neuron_view_html(q, k, tokens, keys, attn_mask=torch.zeros(3, 3, 4))
+    with pytest.raises(
+        ValueError, match=r"attn_mask: got shape \(1, 2, 3, 4\) \(N, H, L, S\); pass"
+    ):
+        neuron_view_html(q, k, tokens, keys, attn_mask=torch.zeros(1, 2, 3, 4))
+    with pytest.raises(ValueError, match="attn_mask, is_causal: give one of them, not both"):
+        neuron_view_html(q, k, tokens, keys, attn_mask=torch.zeros(3, 4), is_causal=True)
+    with pytest.raises(ValueError, match=r"attn_mask: expected finite numbers or -inf, got NaN"):
+        neuron_view_html(q, k, tokens, keys, attn_mask=torch.full((3, 4), float("nan")))
+    with pytest.raises(
+        ValueError, match=r"attn_mask: expected finite numbers or -inf, got NaN or \+inf"
+    ):
+        neuron_view_html(q, k, tokens, keys, attn_mask=torch.full((3, 4), float("inf")))
+    with pytest.raises(TypeError, match=r"attn_mask: expected a torch\.Tensor or array of numbers"):
+        neuron_view_html(q, k, tokens, keys, attn_mask="causal")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="is_causal: expected a bool, got str"):
+        neuron_view_html(q, k, tokens, keys, is_causal="yes")  # type: ignore[arg-type]
+
+
+def test_docstring_examples_run() -> None:
+    result = doctest.testmod(attnlens.neuronview, optionflags=doctest.ELLIPSIS)
+    assert result.attempted >= 8
+    assert result.failed == 0
 
 
 # ------------------------------------------------------------------ escaping, languages, save
@@ -247,11 +404,46 @@ def test_numbers_follow_the_chosen_query_and_head_in_chromium(tmp_path: Path) ->
 
 
 def test_japanese_page_gets_japanese_labels_in_chromium(tmp_path: Path) -> None:
-    view = neuron_view_html(_qk(2, 3, 2), _qk(2, 3, 2, seed=1), ["a", "b", "c"])
+    view = neuron_view_html(_qk(2, 3, 2), _qk(2, 3, 2, seed=1), ["a", "b", "c"], is_causal=True)
     path = page_with(view.html, lang="ja", tmp_path=tmp_path)
     with chromium_page(path) as (page, problems):
         root = page.locator(f"#{view.element_id}")
         assert root.get_attribute("data-language") == "ja"
         assert root.locator("caption").inner_text() == NEURON_VIEW_LABELS["ja"]["caption"]
         assert root.locator("thead th").first.inner_text() == "キーのトークン"
+        mask_head = root.locator("thead th[data-l10n-title='mask']")
+        assert mask_head.inner_text() == "+ マスク"
+        assert mask_head.get_attribute("title") == NEURON_VIEW_LABELS["ja"]["mask"]
+    assert problems == []
+
+
+def test_a_masked_view_follows_the_chosen_query_in_chromium(tmp_path: Path) -> None:
+    """Causal mask: the keys after the query show −∞, are dimmed, and get weight 0."""
+    q, k = _qk(2, 4, 3), _qk(2, 4, 3, seed=1)
+    view = neuron_view_html(q, k, TOKENS, is_causal=True)
+    path = page_with(view.html, lang="en", tmp_path=tmp_path)
+    with chromium_page(path) as (page, problems):
+        root = page.locator(f"#{view.element_id}")
+
+        def check(head: int, query: int) -> None:
+            shown = _shown(page, view.element_id)
+            masks = root.locator("td.attnlens-mask").all_inner_texts()
+            assert masks == [f"{0:.3f}"] * (query + 1) + [MINUS_INF] * (3 - query)
+            dimmed = root.locator("tr.attnlens-masked").evaluate_all(
+                "rows => rows.map(r => Number(r.getAttribute('data-key')))"
+            )
+            assert dimmed == list(range(query + 1, 4))
+            visible = np.array(shown["scores"][: query + 1])
+            softmax = np.exp(visible) / np.exp(visible).sum()
+            np.testing.assert_allclose(shown["weights"][: query + 1], softmax, atol=3e-3)
+            assert shown["weights"][query + 1 :] == [0.0] * (3 - query)
+            np.testing.assert_allclose(shown["weights"], view.weights[head, query], atol=6e-4)
+
+        check(0, 0)
+        root.locator("button.attnlens-query[data-index='2']").click()
+        check(0, 2)
+        root.locator("select.attnlens-head-select").select_option(value="1")
+        check(1, 2)
+        root.locator("button.attnlens-query[data-index='3']").click()
+        check(1, 3)
     assert problems == []

@@ -32,7 +32,7 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -49,6 +49,7 @@ from attnlens._html import (
     json_for_script,
     l10n_attrs,
     label,
+    replace_nan,
     to_numpy,
 )
 
@@ -72,6 +73,8 @@ NEURON_VIEW_LABELS: dict[str, dict[str, str]] = {
         "product": "elementwise product of q and k",
         "dot": "sum of the products: the dot product q · k",
         "score": "score: q · k times the scale",
+        "mask": "mask added to the score: 0 takes part, −∞ masked out",
+        "mask_column": "+ mask",
         "weight": "attention weight: softmax of the scores over the keys",
     },
     "ja": {
@@ -82,6 +85,8 @@ NEURON_VIEW_LABELS: dict[str, dict[str, str]] = {
         "product": "q と k の要素ごとの積",
         "dot": "積の和（内積 q · k）",
         "score": "スコア：q · k にスケールを掛けた値",
+        "mask": "スコアに足すマスク：0 は参加、−∞ はマスクで除外",
+        "mask_column": "+ マスク",
         "weight": "注意重み：キーにわたるスコアの softmax",
     },
 }
@@ -97,6 +102,7 @@ _CSS = """
  background:rgba(127,127,127,0.25);box-shadow:inset 0 0 0 1px currentColor}
 .attnlens-neuronview button.attnlens-query:focus-visible{outline:2px solid #1f77b4;
  outline-offset:1px}
+.attnlens-neuronview .attnlens-scroll{overflow-x:auto;max-width:100%}
 .attnlens-neuronview table.attnlens-neuron-table{border-collapse:collapse;
  font-variant-numeric:tabular-nums;width:auto;margin:0}
 .attnlens-neuronview .attnlens-neuron-table caption{caption-side:top;text-align:left;
@@ -108,6 +114,8 @@ _CSS = """
 .attnlens-neuronview .attnlens-neuron-table thead th{text-align:center;font-style:normal}
 .attnlens-neuronview .attnlens-neuron-table tbody th{text-align:left;white-space:pre}
 .attnlens-neuronview td.attnlens-weight{text-align:left;min-width:9em}
+.attnlens-neuronview tr.attnlens-masked td,.attnlens-neuronview tr.attnlens-masked th{
+ opacity:0.45}
 .attnlens-neuronview .attnlens-bar{display:inline-block;height:0.8em;vertical-align:middle;
  margin-right:0.35em;border-radius:1px}
 """
@@ -130,6 +138,7 @@ _JS = """
   var query = Number(root.getAttribute("data-query"));
 
   function fmt(v) { return (v === 0 ? 0 : v).toFixed(data.decimals); }
+  function fmtMask(v) { return v === null ? "\u2212\u221e" : fmt(v); }
   function tint(cell, v, top) {
     var a = top > 0 ? Math.min(1, Math.abs(v) / top) * 0.45 : 0;
     cell.style.backgroundColor = v >= 0 ? "rgba(255,127,14," + a + ")" :
@@ -178,6 +187,11 @@ _JS = """
       var score = rows[r].querySelector("td.attnlens-score");
       score.textContent = fmt(data.scores[head][query][j]);
       tint(score, data.scores[head][query][j], topScore);
+      if (data.mask) {
+        var m = data.mask[head][query][j];
+        rows[r].querySelector("td.attnlens-mask").textContent = fmtMask(m);
+        rows[r].classList.toggle("attnlens-masked", m === null);
+      }
       var w = data.weights[head][query][j];
       rows[r].querySelector(".attnlens-value").textContent = fmt(w);
       var bar = rows[r].querySelector(".attnlens-bar");
@@ -220,8 +234,12 @@ class NeuronView(HtmlView):
         Their sums, q · k.
     scores : numpy.ndarray of shape (H, L, S)
         ``dots * scale``.
+    mask : numpy.ndarray of shape (H, L, S) or None
+        What the mask adds to the scores (0, −∞ where a key is masked out, or a float
+        mask's values); ``None`` when the view was built without a mask.
     weights : numpy.ndarray of shape (H, L, S)
-        Softmax of the scores over the keys (the last axis): the attention weights.
+        Softmax of the (masked) scores over the keys (the last axis): the attention
+        weights. A query whose keys are all masked out has weights 0.
     title : str
         Title of the standalone page written by `save`.
     language : {"auto", "en", "ja"}
@@ -239,12 +257,14 @@ class NeuronView(HtmlView):
         products: NDArray[np.float64],
         scores: NDArray[np.float64],
         weights: NDArray[np.float64],
+        mask: NDArray[np.float64] | None = None,
     ) -> None:
         super().__init__(fragment, element_id, title, language)
         self.scale = scale
         self.products = products
         self.dots = products.sum(axis=-1)  # (H, L, S)
         self.scores = scores
+        self.mask = mask
         self.weights = weights
         h, rows, cols, dim = products.shape
         self.shape = (int(h), int(rows), int(cols), int(dim))
@@ -278,6 +298,72 @@ def _heads(values: object, name: str, batch_index: int | None, side: str) -> NDA
     )
 
 
+def _additive_mask(
+    attn_mask: object,
+    is_causal: bool,
+    batch_index: int | None,
+    shape: tuple[int, int, int],
+) -> NDArray[np.float64] | None:
+    """What the mask adds to the scores, (H, L, S) float64: 0 or -inf for a bool mask."""
+    n_heads, rows, cols = shape
+    if not isinstance(is_causal, bool):
+        raise TypeError(f"is_causal: expected a bool, got {type(is_causal).__name__}")
+    if is_causal:
+        if attn_mask is not None:
+            raise ValueError("attn_mask, is_causal: give one of them, not both (as in torch)")
+        keep = np.tril(np.ones((rows, cols), dtype=bool))  # (L, S), top-left aligned
+        causal: NDArray[np.float64] = np.where(keep, 0.0, -math.inf)  # (L, S)
+        everywhere: NDArray[np.float64] = np.broadcast_to(causal, shape).copy()  # (H, L, S)
+        return everywhere
+    if attn_mask is None:
+        return None
+    if isinstance(attn_mask, torch.Tensor) and attn_mask.dtype == torch.bool:
+        array: NDArray[Any] = attn_mask.detach().cpu().numpy()
+    elif isinstance(attn_mask, np.ndarray) and attn_mask.dtype == np.bool_:
+        array = attn_mask
+    else:
+        array = to_numpy(attn_mask, "attn_mask")
+    given = tuple(array.shape)
+    expected = f"(L, S) = ({rows}, {cols}), (H, L, S) = ({n_heads}, {rows}, {cols})"
+    if array.ndim == 4:
+        if batch_index is None:
+            raise ValueError(
+                f"attn_mask: got shape {tuple(array.shape)} (N, H, L, S); pass batch_index "
+                "to choose a sample"
+            )
+        array = array[check_batch_index(batch_index, array.shape[0])]
+    if (
+        array.ndim not in (2, 3)
+        or array.shape[-2:] != (rows, cols)
+        or (array.ndim == 3 and array.shape[0] not in (1, n_heads))
+    ):
+        raise ValueError(
+            f"attn_mask: expected shape {expected} or (N, H, L, S) with batch_index, with "
+            f"size 1 allowed for H, got {given}"
+        )
+    added: NDArray[np.float64]
+    if array.dtype == np.bool_:
+        added = np.where(array, 0.0, -math.inf)
+    else:
+        added = array.astype(np.float64)
+        if np.isnan(added).any() or (added == math.inf).any():
+            raise ValueError("attn_mask: expected finite numbers or -inf, got NaN or +inf")
+    mask: NDArray[np.float64] = np.broadcast_to(added, shape).copy()  # (H, L, S)
+    return mask
+
+
+def _softmax(scores: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Softmax over the last axis; a row whose scores are all -inf gives zeros, as SDPA."""
+    top = scores.max(axis=-1, keepdims=True)  # (H, L, 1)
+    fully_masked = top == -math.inf
+    shifted = np.exp(scores - np.where(fully_masked, 0.0, top))  # (H, L, S)
+    total = shifted.sum(axis=-1, keepdims=True)
+    weights: NDArray[np.float64] = np.where(
+        fully_masked, 0.0, shifted / np.where(total > 0, total, 1.0)
+    )
+    return weights
+
+
 def neuron_view_html(
     query: torch.Tensor | ArrayLike,
     key: torch.Tensor | ArrayLike,
@@ -288,6 +374,8 @@ def neuron_view_html(
     head: int = 0,
     query_index: int = 0,
     scale: float | None = None,
+    attn_mask: torch.Tensor | ArrayLike | None = None,
+    is_causal: bool = False,
     head_labels: Sequence[str] | None = None,
     title: str = "attnlens neuron view",
     element_id: str | None = None,
@@ -299,7 +387,9 @@ def neuron_view_html(
     For the chosen query token and head, each key gets one row: its vector k, the
     elementwise product q ∘ k, the sum q · k, the score q · k × ``scale``, and the
     attention weight, the softmax of the scores over the keys. Buttons choose the query
-    token, a menu the head.
+    token, a menu the head. With a mask (``attn_mask`` or ``is_causal``), a column shows
+    what the mask adds to each score (0, or −∞ for a key that is masked out, whose row is
+    dimmed) and the softmax is taken over the masked scores.
 
     Parameters
     ----------
@@ -321,6 +411,15 @@ def neuron_view_html(
         Query token shown first (0-based).
     scale : float, optional
         Factor applied to q · k. Default: 1/√D, as in scaled dot-product attention.
+    attn_mask : Tensor or array_like of shape (L, S), (H, L, S), or (N, H, L, S) with ``batch_index``, optional
+        A mask with the convention of ``torch.nn.functional.scaled_dot_product_attention``
+        (the *opposite* of ``nn.MultiheadAttention``'s bool masks): **bool, True takes
+        part** and False is masked out (−∞ added to the score); a float mask is added to
+        the scores. A size-1 H broadcasts over the heads.
+    is_causal : bool, default False
+        Mask out the keys after each query: query i sees keys 0..i, aligned at the top
+        left when L ≠ S, as ``scaled_dot_product_attention(..., is_causal=True)`` does.
+        Cannot be combined with ``attn_mask``.
     head_labels : sequence of str of length H, optional
         Entries of the head menu (escaped). Default: h with subscript 1..H.
     title : str, default "attnlens neuron view"
@@ -337,18 +436,26 @@ def neuron_view_html(
     -------
     NeuronView
         With ``_repr_html_()``, ``html``, ``save(path)``, and the numbers shown as
-        float64 arrays: ``products`` (H, L, S, D), ``dots``, ``scores`` and ``weights``
-        (H, L, S).
+        float64 arrays: ``products`` (H, L, S, D), ``dots``, ``scores``, ``mask`` (what
+        is added to the scores, ``None`` without a mask) and ``weights`` (H, L, S).
 
     Raises
     ------
     ValueError
         If ``query`` or ``key`` has none of the shapes above, their H or D differ, D is
         larger than `MAX_HEAD_DIM`, they hold NaN or infinity, the tokens do not match
-        L or S, or ``head``, ``query_index``, ``scale``, ``decimals``, ``element_id``,
-        ``language`` are invalid.
+        L or S, ``attn_mask`` does not broadcast to (H, L, S) or holds NaN or +∞, both
+        ``attn_mask`` and ``is_causal`` are given, or ``head``, ``query_index``,
+        ``scale``, ``decimals``, ``element_id``, ``language`` are invalid.
     TypeError
-        If the tokens are a bare str or ``query``, ``key`` are not numeric.
+        If the tokens are a bare str, or ``query``, ``key``, ``attn_mask`` are not
+        numeric.
+
+    Notes
+    -----
+    **A query whose keys are all masked out** gets weights of 0 for every key (not NaN),
+    as ``torch.nn.functional.scaled_dot_product_attention`` and
+    `attnlens.scaled_dot_product_attention` give.
 
     See Also
     --------
@@ -370,6 +477,16 @@ def neuron_view_html(
     array([0.3302, 0.6698])
     >>> "&lt;b&gt;" in view.html and "<b>" not in view.html
     True
+
+    With a causal mask, the first query sees only the first key:
+
+    >>> view = neuron_view_html(q, k, ["a", "b"], is_causal=True)
+    >>> view.mask[0]  # added to the scores: (L, S)
+    array([[  0., -inf],
+           [  0.,   0.]])
+    >>> view.weights[0].round(4)
+    array([[1.    , 0.    ],
+           [0.8044, 0.1956]])
     """
     language = check_language(language)
     q = _heads(query, "query", batch_index, "L")  # (H, L, D)
@@ -425,10 +542,11 @@ def neuron_view_html(
         head_text = check_tokens(head_labels, n_heads, "head_labels", f"H = {n_heads}", "labels")
     element_id = check_element_id(element_id, "attnlens-nv")
 
+    mask = _additive_mask(attn_mask, is_causal, batch_index, (n_heads, rows, cols))
+
     products = q[:, :, None, :] * k[:, None, :, :]  # (H, L, S, D)
     scores = products.sum(axis=-1) * scale  # (H, L, S)
-    shifted = np.exp(scores - scores.max(axis=-1, keepdims=True))  # (H, L, S)
-    weights = shifted / shifted.sum(axis=-1, keepdims=True)  # (H, L, S)
+    weights = _softmax(scores if mask is None else scores + mask)  # (H, L, S)
 
     def rounded(array: NDArray[np.float64]) -> NDArray[np.float64]:
         return np.round(array, decimals) + 0.0  # + 0.0 turns -0.0 into 0.0
@@ -441,15 +559,17 @@ def neuron_view_html(
         "scores": rounded(scores),
         "weights": rounded(weights),
     }
-    data = {
+    data: dict[str, object] = {
         **{name: array.tolist() for name, array in shown.items()},
+        "mask": None if mask is None else replace_nan(rounded(mask).tolist()),
         "queries": query_tokens,
         "decimals": decimals,
-        "colors": [HEAD_COLORS[h % len(HEAD_COLORS)] for h in range(n_heads)],
     }
+    colors = [HEAD_COLORS[h % len(HEAD_COLORS)] for h in range(n_heads)]
+    data["colors"] = colors
 
     def fmt(value: float) -> str:
-        return f"{value:.{decimals}f}"
+        return "\u2212\u221e" if value == -math.inf else f"{value:.{decimals}f}"
 
     esc = html.escape
     labels = NEURON_VIEW_LABELS
@@ -490,6 +610,11 @@ def neuron_view_html(
     )
     parts.append("</span></div>")
 
+    mask_head = (
+        f"<span {l10n_attrs(labels, language, 'mask_column', attr='text')}>"
+        f"{esc(label(labels, language, 'mask_column'))}</span>"
+    )
+
     def th(text: str, key: str, span: int = 1) -> str:
         colspan = f' colspan="{span}"' if span > 1 else ""
         return (
@@ -497,7 +622,7 @@ def neuron_view_html(
             f"{text}</th>"
         )
 
-    parts.append('<table class="attnlens-neuron-table">')
+    parts.append('<div class="attnlens-scroll"><table class="attnlens-neuron-table">')
     parts.append(
         f"<caption {l10n_attrs(labels, language, 'caption', attr='text')}>"
         f"{esc(label(labels, language, 'caption'))}</caption>"
@@ -510,6 +635,7 @@ def neuron_view_html(
         + th("q ∘ k", "product", dim)
         + th("q · k", "dot")
         + th(esc(score_head), "score")
+        + ("" if mask is None else th(mask_head, "mask"))
         + th("softmax", "weight")
         + "</tr>"
     )
@@ -520,7 +646,7 @@ def neuron_view_html(
     parts.append(
         f'<tr class="attnlens-q-row"><th scope="row">q: '
         f'<span class="attnlens-q-token">{esc(query_tokens[query_index])}</span></th>'
-        f'{q_cells}<td colspan="{dim + 3}"></td></tr></thead>'
+        f'{q_cells}<td colspan="{dim + 3 + (mask is not None)}"></td></tr></thead>'
     )
     parts.append("<tbody>")
     for j, token in enumerate(keys):
@@ -534,15 +660,24 @@ def neuron_view_html(
             for d in range(dim)
         )
         weight = shown["weights"][head, query_index, j]
+        masked, mask_cell = False, ""
+        if mask is not None:
+            added = float(mask[head, query_index, j])
+            masked = added == -math.inf
+            mask_cell = (
+                f'<td class="attnlens-mask">{fmt(float(rounded(mask)[head, query_index, j]))}</td>'
+            )
+        row_class = ' class="attnlens-masked"' if masked else ""
         parts.append(
-            f'<tr data-key="{j}"><th scope="row">{esc(token)}</th>{k_cells}{p_cells}'
+            f'<tr data-key="{j}"{row_class}><th scope="row">{esc(token)}</th>{k_cells}{p_cells}'
             f'<td class="attnlens-dot">{fmt(shown["dots"][head, query_index, j])}</td>'
             f'<td class="attnlens-score">{fmt(shown["scores"][head, query_index, j])}</td>'
+            f"{mask_cell}"
             f'<td class="attnlens-weight"><span class="attnlens-bar" '
-            f'style="width:{weight * 6:.3f}em;background:{data["colors"][head]}"></span>'
+            f'style="width:{weight * 6:.3f}em;background:{colors[head]}"></span>'
             f'<span class="attnlens-value">{fmt(weight)}</span></td></tr>'
         )
-    parts.append("</tbody></table>")
+    parts.append("</tbody></table></div>")
     script = _JS % {
         "id": json_for_script(element_id),
         "data": json_for_script(data),
@@ -559,5 +694,6 @@ def neuron_view_html(
         scale=scale,
         products=products,
         scores=scores,
+        mask=mask,
         weights=weights,
     )
