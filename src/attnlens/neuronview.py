@@ -108,12 +108,13 @@ _CSS = """
 .attnlens-neuronview .attnlens-neuron-table caption{caption-side:top;text-align:left;
  font-size:0.85em;opacity:0.8;padding-bottom:0.3em}
 .attnlens-neuronview .attnlens-neuron-table th,.attnlens-neuronview .attnlens-neuron-table td{
- padding:0.1em 0.45em;border:1px solid rgba(127,127,127,0.25);text-align:right;
+ padding:0.1em 0.25em;border:1px solid rgba(127,127,127,0.25);text-align:right;
  white-space:nowrap}
 .attnlens-neuronview .attnlens-neuron-table th{font-weight:normal}
-.attnlens-neuronview .attnlens-neuron-table thead th{text-align:center;font-style:normal}
+.attnlens-neuronview .attnlens-neuron-table thead th{text-align:center;font-style:normal;
+ font-size:0.9em}
 .attnlens-neuronview .attnlens-neuron-table tbody th{text-align:left;white-space:pre}
-.attnlens-neuronview td.attnlens-weight{text-align:left;min-width:9em}
+.attnlens-neuronview td.attnlens-weight{text-align:left;min-width:6em}
 .attnlens-neuronview tr.attnlens-masked td,.attnlens-neuronview tr.attnlens-masked th{
  opacity:0.45}
 .attnlens-neuronview .attnlens-bar{display:inline-block;height:0.8em;vertical-align:middle;
@@ -195,7 +196,7 @@ _JS = """
       var w = data.weights[head][query][j];
       rows[r].querySelector(".attnlens-value").textContent = fmt(w);
       var bar = rows[r].querySelector(".attnlens-bar");
-      bar.style.width = (w * 6).toFixed(3) + "em";
+      bar.style.width = (w * 4).toFixed(3) + "em";
       bar.style.backgroundColor = data.colors[head];
     }
   }
@@ -674,7 +675,7 @@ def neuron_view_html(
             f'<td class="attnlens-score">{fmt(shown["scores"][head, query_index, j])}</td>'
             f"{mask_cell}"
             f'<td class="attnlens-weight"><span class="attnlens-bar" '
-            f'style="width:{weight * 6:.3f}em;background:{colors[head]}"></span>'
+            f'style="width:{weight * 4:.3f}em;background:{colors[head]}"></span>'
             f'<span class="attnlens-value">{fmt(weight)}</span></td></tr>'
         )
     parts.append("</tbody></table></div>")
