@@ -30,7 +30,7 @@ import attnlens
 
 torch.set_printoptions(precision=3)
 torch.manual_seed(0)
-N, L, E, H = 1, 6, 16, 2
+N, L, E, H = 1, 6, 8, 2  # D = E / H = 4: every number of a head fits on screen
 D = E // H
 mha = nn.MultiheadAttention(E, H, batch_first=True).eval()
 X = torch.randn(N, L, E)  # (N, L, E)
@@ -48,6 +48,24 @@ v = attnlens.split_heads(F.linear(X, proj.v_weight, proj.v_bias), H)  # (N, H, S
 with torch.no_grad():
     heads, sdpa_weights = attnlens.scaled_dot_product_attention(q, k, v, is_causal=True)
 assert_close(sdpa_weights, full_weights.detach())
+
+# %%
+# One query under the mask: the neuron view
+# -----------------------------------------
+#
+# The mask acts before the softmax: it adds :math:`-\infty` to the score of every key after the
+# query, and :math:`e^{-\infty} = 0`, so those keys get a weight of exactly 0 while the weights
+# of the others still sum to 1. The neuron view writes this out for one query token at a time:
+# choose a token with the buttons; the keys after it are dimmed, the column "+ mask" shows
+# :math:`-\infty` for them, and their weight is 0.
+
+tokens = [f"x{t}" for t in range(L)]
+neuron_view = attnlens.neuron_view_html(
+    q, k, tokens, batch_index=0, is_causal=True, query_index=2, decimals=2
+)
+assert_close(torch.from_numpy(neuron_view.weights).float(), full_weights[0])
+assert (neuron_view.weights[:, future] == 0).all()
+neuron_view
 
 # %%
 # Decoding step by step with a KV cache
@@ -109,7 +127,6 @@ assert without_cache == L * (L + 1) // 2
 # :math:`S = t + 1` keys. The last step of the sequence looks at all six positions.
 
 last = step_weights[-1][0]  # (H, 1, S)
-tokens = [f"x{t}" for t in range(L)]
 fig = attnlens.plot_heads(last, [f"x{L - 1}"], tokens)
 assert_close(last.sum(dim=-1), torch.ones(H, 1))
 
@@ -161,7 +178,8 @@ for ax, mask, title in zip(
 # -----------
 #
 # - A causal mask puts zero weight above the diagonal; ``is_causal=True`` and an explicit
-#   triangular mask give the same weights.
+#   triangular mask give the same weights. The mask adds :math:`-\infty` to the scores before
+#   the softmax, which turns them into weights of exactly 0.
 # - Decoding one token at a time with a KV cache reproduces the full causal pass (to rounding),
 #   with one projection per token instead of one per token per step.
 # - One decoding step has a :math:`1 \times S` map per head.

@@ -41,6 +41,7 @@ LAYER = {"en": "layer", "ja": "層"}
 THUMB = {"en": "layer {0}, head {1}", "ja": "層 {0}、ヘッド {1}"}
 CLOSE = {"en": "close", "ja": "閉じる"}
 KEY_TOKEN = {"en": "key token", "ja": "キーのトークン"}
+MASK_COLUMN = {"en": "+ mask", "ja": "+ マスク"}
 
 
 def _require(name: str) -> None:
@@ -173,14 +174,21 @@ def test_model_view_enlarges_on_click_and_on_enter(tab: Tab, lang: str, name: st
 # --------------------------------------------------------------------------------------------
 # neuron view
 # --------------------------------------------------------------------------------------------
-def _numbers(root: Any) -> dict[str, list[float]]:
-    numbers: dict[str, list[float]] = root.evaluate(
+def _numbers(root: Any) -> dict[str, list[Any]]:
+    """The numbers a neuron view shows; with a mask, what it adds (``masked``: −∞)."""
+    numbers: dict[str, list[Any]] = root.evaluate(
         """el => {
           const read = sel => Array.from(el.querySelectorAll(sel))
             .map(e => parseFloat(e.textContent));
           return {q: read("td.attnlens-q"), products: read("td.attnlens-product"),
                   dots: read("td.attnlens-dot"), scores: read("td.attnlens-score"),
-                  weights: read(".attnlens-value")};
+                  weights: read(".attnlens-value"),
+                  masked: Array.from(el.querySelectorAll("td.attnlens-mask"))
+                    .map(e => e.textContent === "\u2212\u221e"),
+                  masks: Array.from(el.querySelectorAll("td.attnlens-mask"))
+                    .map(e => e.textContent === "\u2212\u221e" ? 0 : parseFloat(e.textContent)),
+                  dimmed: Array.from(el.querySelectorAll("tbody tr[data-key]"))
+                    .map(e => e.classList.contains("attnlens-masked"))};
         }"""
     )
     return numbers
@@ -212,13 +220,21 @@ def test_neuron_view_shows_numbers_that_add_up(tab: Tab, lang: str, name: str) -
             products = shown["products"][j * dim : (j + 1) * dim]
             assert math.isclose(sum(products), shown["dots"][j], abs_tol=tol)
             assert math.isclose(shown["dots"][j] * scale, shown["scores"][j], abs_tol=tol)
-        exps = [math.exp(s) for s in shown["scores"]]
+        if shown["masks"]:  # a masked view: what the mask adds, −∞ for a key masked out
+            assert len(shown["masks"]) == keys
+            assert shown["dimmed"] == shown["masked"]
+        masked = shown["masked"] or [False] * keys
+        added = shown["masks"] or [0.0] * keys
+        exps = [
+            0.0 if off else math.exp(s + m)
+            for s, m, off in zip(shown["scores"], added, masked, strict=True)
+        ]
         for w, e in zip(shown["weights"], exps, strict=True):
             assert math.isclose(w, e / sum(exps), abs_tol=tol)
         assert math.isclose(sum(shown["weights"]), 1, abs_tol=tol)
         assert shown["weights"] == pytest.approx(data["weights"][head][query], abs=1e-9)
 
-    check(int(root.get_attribute("data-head")), 0)
+    check(int(root.get_attribute("data-head")), int(root.get_attribute("data-query")))
     last = buttons.count() - 1
     buttons.nth(last).click()
     check(0, last)
@@ -230,4 +246,26 @@ def test_neuron_view_shows_numbers_that_add_up(tab: Tab, lang: str, name: str) -
     if select.count():
         select.select_option(value="1")
         check(1, 1)
+    tab.watch.assert_clean(f"{lang}/{name}")
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_causal_neuron_view_masks_the_keys_after_the_query(tab: Tab, lang: str) -> None:
+    """Walkthrough 11's view: the keys after the chosen query add −∞, are dimmed, weigh 0."""
+    name = "auto_examples/plot_11_causal_decoding.html"
+    require_site()
+    tab.open(f"{lang}/{name}")
+    root = tab.page.locator("div.attnlens-neuronview").first
+    root.scroll_into_view_if_needed()
+    assert root.locator("thead th[data-l10n-title='mask']").inner_text() == MASK_COLUMN[lang]
+    buttons = root.locator("button.attnlens-query")
+    keys = buttons.count()
+    for query in (0, keys - 1, 1):
+        buttons.nth(query).click()
+        shown = _numbers(root)
+        after = [j > query for j in range(keys)]
+        assert shown["masked"] == after
+        assert shown["dimmed"] == after
+        assert all(w == 0 for w, off in zip(shown["weights"], after, strict=True) if off)
+        assert math.isclose(sum(shown["weights"]), 1, abs_tol=0.02)
     tab.watch.assert_clean(f"{lang}/{name}")
