@@ -52,6 +52,7 @@ from attnlens._html import (
     replace_nan,
     to_numpy,
 )
+from attnlens.attention import causal_mask, softmax_zero_masked_rows
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike, NDArray
@@ -312,7 +313,7 @@ def _additive_mask(
     if is_causal:
         if attn_mask is not None:
             raise ValueError("attn_mask, is_causal: give one of them, not both (as in torch)")
-        keep = np.tril(np.ones((rows, cols), dtype=bool))  # (L, S), top-left aligned
+        keep = causal_mask(rows, cols).numpy()  # (L, S), top-left aligned
         causal: NDArray[np.float64] = np.where(keep, 0.0, -math.inf)  # (L, S)
         everywhere: NDArray[np.float64] = np.broadcast_to(causal, shape).copy()  # (H, L, S)
         return everywhere
@@ -351,18 +352,6 @@ def _additive_mask(
             raise ValueError("attn_mask: expected finite numbers or -inf, got NaN or +inf")
     mask: NDArray[np.float64] = np.broadcast_to(added, shape).copy()  # (H, L, S)
     return mask
-
-
-def _softmax(scores: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Softmax over the last axis; a row whose scores are all -inf gives zeros, as SDPA."""
-    top = scores.max(axis=-1, keepdims=True)  # (H, L, 1)
-    fully_masked = top == -math.inf
-    shifted = np.exp(scores - np.where(fully_masked, 0.0, top))  # (H, L, S)
-    total = shifted.sum(axis=-1, keepdims=True)
-    weights: NDArray[np.float64] = np.where(
-        fully_masked, 0.0, shifted / np.where(total > 0, total, 1.0)
-    )
-    return weights
 
 
 def neuron_view_html(
@@ -547,7 +536,8 @@ def neuron_view_html(
 
     products = q[:, :, None, :] * k[:, None, :, :]  # (H, L, S, D)
     scores = products.sum(axis=-1) * scale  # (H, L, S)
-    weights = _softmax(scores if mask is None else scores + mask)  # (H, L, S)
+    masked_scores = torch.from_numpy(scores if mask is None else scores + mask)  # (H, L, S)
+    weights = softmax_zero_masked_rows(masked_scores).numpy()  # (H, L, S)
 
     def rounded(array: NDArray[np.float64]) -> NDArray[np.float64]:
         return np.round(array, decimals) + 0.0  # + 0.0 turns -0.0 into 0.0
@@ -560,9 +550,10 @@ def neuron_view_html(
         "scores": rounded(scores),
         "weights": rounded(weights),
     }
+    shown_mask = None if mask is None else rounded(mask)  # -inf stays -inf
     data: dict[str, object] = {
         **{name: array.tolist() for name, array in shown.items()},
-        "mask": None if mask is None else replace_nan(rounded(mask).tolist()),
+        "mask": None if shown_mask is None else replace_nan(shown_mask.tolist()),
         "queries": query_tokens,
         "decimals": decimals,
     }
@@ -662,12 +653,10 @@ def neuron_view_html(
         )
         weight = shown["weights"][head, query_index, j]
         masked, mask_cell = False, ""
-        if mask is not None:
-            added = float(mask[head, query_index, j])
+        if shown_mask is not None:
+            added = float(shown_mask[head, query_index, j])
             masked = added == -math.inf
-            mask_cell = (
-                f'<td class="attnlens-mask">{fmt(float(rounded(mask)[head, query_index, j]))}</td>'
-            )
+            mask_cell = f'<td class="attnlens-mask">{fmt(added)}</td>'
         row_class = ' class="attnlens-masked"' if masked else ""
         parts.append(
             f'<tr data-key="{j}"{row_class}><th scope="row">{esc(token)}</th>{k_cells}{p_cells}'

@@ -180,13 +180,13 @@ def _numbers(root: Any) -> dict[str, list[Any]]:
         """el => {
           const read = sel => Array.from(el.querySelectorAll(sel))
             .map(e => parseFloat(e.textContent));
+          const masks = Array.from(el.querySelectorAll("td.attnlens-mask"))
+            .map(e => e.textContent);
           return {q: read("td.attnlens-q"), products: read("td.attnlens-product"),
                   dots: read("td.attnlens-dot"), scores: read("td.attnlens-score"),
                   weights: read(".attnlens-value"),
-                  masked: Array.from(el.querySelectorAll("td.attnlens-mask"))
-                    .map(e => e.textContent === "\u2212\u221e"),
-                  masks: Array.from(el.querySelectorAll("td.attnlens-mask"))
-                    .map(e => e.textContent === "\u2212\u221e" ? 0 : parseFloat(e.textContent)),
+                  masked: masks.map(t => t === "\u2212\u221e"),
+                  masks: masks.map(t => t === "\u2212\u221e" ? 0 : parseFloat(t)),
                   dimmed: Array.from(el.querySelectorAll("tbody tr[data-key]"))
                     .map(e => e.classList.contains("attnlens-masked"))};
         }"""
